@@ -1,0 +1,24 @@
+"""Exceptions raised by cnnlab.
+
+Every error cnnlab raises on bad input says what is wrong and what was expected, so the
+command line can print it as one line. Bad arguments are plain :class:`ValueError`
+(or a subclass below); the subclasses let the CLI and callers tell the kinds apart.
+"""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """A data file is missing, truncated, corrupt or inconsistent (names the file)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or saved model cannot be read, or does not fit the model."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. NaN or Inf in the loss or a gradient)."""
+
+
+class DownloadError(RuntimeError):
+    """No mirror delivered a file with the expected checksum."""
