@@ -6,11 +6,11 @@ expected, so messages read the same everywhere.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 
-IntPair = Union[int, tuple[int, int]]
+IntPair: TypeAlias = int | tuple[int, int]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
