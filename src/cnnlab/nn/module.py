@@ -84,6 +84,8 @@ class Module:
     """
 
     training: bool
+    _parameters: dict[str, Parameter]
+    _modules: dict[str, Module]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
