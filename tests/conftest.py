@@ -1,0 +1,37 @@
+"""Project-wide test settings.
+
+* Plots render off-screen (Agg), whatever the machine has.
+* Under CI (``CI`` set), a skipped test fails the run: an oracle that could not be
+  imported must never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def mnist_sample_dir() -> Path:
+    """The 8,000-digit MNIST sample that sits beside the repository."""
+    path = SHARED_DATA / "mnist-sample"
+    assert path.is_dir(), f"MNIST sample not found at {path}"
+    return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        reporter.write_line(f"CI: {skipped} test(s) skipped; skipping is not allowed in CI")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
