@@ -71,3 +71,19 @@ def probability(value: object, name: str) -> float:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return p
+
+
+def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """Refuse two arrays of different float dtypes (nothing is cast behind the user's back)."""
+    if a.dtype != b.dtype:
+        raise ValueError(
+            f"{name_a} has dtype {a.dtype} but {name_b} has dtype {b.dtype}; expected the "
+            f"same dtype (convert one with .astype(np.{b.dtype}) or .astype(np.{a.dtype}))"
+        )
+
+
+def array_shape(x: np.ndarray, expected: tuple[int, ...], name: str) -> np.ndarray:
+    """Check that ``x`` has exactly the shape ``expected``."""
+    if tuple(x.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
+    return x

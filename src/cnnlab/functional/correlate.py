@@ -1,0 +1,303 @@
+"""The one primitive, valid 2-D cross-correlation, and the array moves around it.
+
+Forward pass, input gradient and weight gradient of a convolution are all calls of
+:func:`correlate2d` (see :mod:`cnnlab.functional.conv`). Two implementations sit side by
+side:
+
+* :func:`correlate2d_reference` — per-pixel loops, written to be read next to the
+  formula; tests and the explainer use it.
+* :func:`correlate2d` — the same sum as one BLAS matrix product over an *im2col* copy
+  of the input: every receptive field becomes one column, so the whole batch (and every
+  group) is a single ``np.matmul`` call. It computes in the input's dtype (float32
+  stays float32) and bounds its scratch memory by working on chunks of the batch.
+
+Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_zeros`
+(the stride's zeros between entries) and :func:`rot180`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from cnnlab._validate import float_array, pair, positive_int, same_dtype
+
+__all__ = [
+    "CHUNK_BYTES",
+    "correlate2d",
+    "correlate2d_reference",
+    "insert_zeros",
+    "output_size",
+    "pad2d",
+    "rot180",
+]
+
+#: Upper bound (bytes) of the im2col scratch copy; larger batches are done in chunks.
+CHUNK_BYTES = 256 * 2**20
+
+
+_scratch_space = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array of ``shape`` in a buffer reused from call to call.
+
+    Fresh multi-MB temporaries cost page faults on every call; the im2col copy is
+    written into this per-thread buffer instead (it never leaves :func:`correlate2d`).
+    """
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = getattr(_scratch_space, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = np.empty(nbytes, dtype=np.uint8)
+        _scratch_space.buffer = buffer
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
+    """Length of a valid correlation's output along one axis.
+
+    ``out = (size - k_eff) // stride + 1`` with the effective (dilated) kernel
+    ``k_eff = dilation·(kernel - 1) + 1``; below 1 means the kernel does not fit.
+    """
+    return (size - (dilation * (kernel - 1) + 1)) // stride + 1
+
+
+def _check_operands(
+    x: object, k: object, stride: object, dilation: object, groups: object
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int], int, tuple[int, int]]:
+    """Validate the primitive's arguments; return them normalised plus ``(OH, OW)``."""
+    x = float_array(x, "x", ndim=4)
+    k = float_array(k, "k", ndim=4)
+    same_dtype(x, k, "x", "k")
+    stride = pair(stride, "stride")
+    dilation = pair(dilation, "dilation")
+    groups = positive_int(groups, "groups")
+    channels, filters = x.shape[1], k.shape[0]
+    if channels % groups or filters % groups:
+        raise ValueError(
+            f"groups={groups} must divide both the input channels ({channels}) and the "
+            f"number of filters ({filters})"
+        )
+    if k.shape[1] * groups != channels:
+        raise ValueError(
+            f"k has {k.shape[1]} channels per group, so with groups={groups} it expects "
+            f"x with {k.shape[1] * groups} channels, got {channels} (x shape {x.shape})"
+        )
+    out = tuple(output_size(x.shape[2 + a], k.shape[2 + a], stride[a], dilation[a]) for a in (0, 1))
+    if min(out) < 1:
+        k_eff = tuple(dilation[a] * (k.shape[2 + a] - 1) + 1 for a in (0, 1))
+        raise ValueError(
+            f"the (dilated) kernel {k_eff[0]}x{k_eff[1]} is larger than the input "
+            f"{x.shape[2]}x{x.shape[3]}; expected an input of at least that size"
+        )
+    return x, k, stride, dilation, groups, (out[0], out[1])
+
+
+def _windows(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out: tuple[int, int],
+) -> np.ndarray:
+    """Read-only view ``(N, C, OH, OW, kh, kw)``: every receptive field, without copying."""
+    sn, sc, sh, sw = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x,
+        shape=(x.shape[0], x.shape[1], out[0], out[1], kernel[0], kernel[1]),
+        strides=(sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]),
+        writeable=False,
+    )
+
+
+def correlate2d(
+    x: np.ndarray,
+    k: np.ndarray,
+    stride: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Valid cross-correlation of a batch with a bank of filters (vectorized, BLAS).
+
+    ``y[n, f, i, j] = sum_c sum_m sum_q k[f, c, m, q] · x[n, g·C/G + c, i·sh + m·dh, j·sw + q·dw]``
+    where ``g = f // (F/G)`` is the filter's group. No padding: pad first with
+    :func:`pad2d`. Exactly :func:`correlate2d_reference`, up to rounding.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        Input batch (any strides; transposed views are fine).
+    k : ndarray, same dtype as ``x``
+        Kernels.
+    stride, dilation : int or (int, int)
+        Step between output positions; step between kernel taps (``d-1`` zeros between
+        taps make the dilated kernel of size ``k_eff = d·(k-1)+1``).
+    groups : int
+        ``G`` independent correlations over channel blocks of ``C/G``.
+
+    Returns
+    -------
+    ndarray, dtype of ``x``
+        ``y``, C-contiguous.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; k: ``(F, C/G, kh, kw)``; y: ``(N, F, OH, OW)`` with
+    ``OH = (H - dh·(kh-1) - 1) // sh + 1`` and likewise ``OW``.
+
+    Notes
+    -----
+    The receptive fields are copied (*im2col*) into one of two layouts, whichever keeps
+    the copy's innermost loop long: ``(N, C·kh·kw, OH·OW)`` when the output is larger
+    than the kernel (forward and input gradient; one ``(F, C·kh·kw) @ (C·kh·kw, OH·OW)``
+    product per sample, written straight into ``y``), or ``(N·OH·OW, C·kh·kw)`` when the
+    kernel is the larger (the weight gradient, whose "kernel" is the error map; the
+    batch is then folded into a single product). The copy is done for at most
+    :data:`CHUNK_BYTES` of scratch at a time.
+    """
+    x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
+    n, channels, _, _ = x.shape
+    filters, cg, kh, kw = k.shape
+    fg = filters // groups
+    taps, positions = cg * kh * kw, oh * ow
+    k_mat = k.reshape(groups, fg, taps)
+    windows = _windows(x, (kh, kw), stride, dilation, (oh, ow))
+    y = np.empty((n, filters, oh, ow), dtype=x.dtype)
+    chunk = max(1, CHUNK_BYTES // max(1, groups * taps * positions * x.itemsize))
+    for start in range(0, n, chunk):
+        part = windows[start : start + chunk]
+        b = part.shape[0]
+        y_part = y[start : start + b].reshape(b, groups, fg, positions)
+        if positions >= kh * kw:
+            # (b, C, kh, kw, OH, OW): one column per output pixel, per sample
+            cols = _scratch((b, channels, kh, kw, oh, ow), x.dtype)
+            np.copyto(cols, part.transpose(0, 1, 4, 5, 2, 3))
+            np.matmul(k_mat, cols.reshape(b, groups, taps, positions), out=y_part)
+        else:
+            # (b, OH, OW, C, kh, kw): one row per output pixel, batch folded into the rows
+            cols = _scratch((b, oh, ow, channels, kh, kw), x.dtype)
+            np.copyto(cols, part.transpose(0, 2, 3, 1, 4, 5))
+            rows = cols.reshape(b * positions, groups, taps).transpose(1, 0, 2)
+            prod = np.matmul(rows, k_mat.transpose(0, 2, 1))  # (G, b·OH·OW, F/G)
+            y_part[...] = prod.reshape(groups, b, positions, fg).transpose(1, 0, 3, 2)
+    return y
+
+
+def correlate2d_reference(
+    x: np.ndarray,
+    k: np.ndarray,
+    stride: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """:func:`correlate2d` as per-pixel loops: the formula, one output value at a time.
+
+    Slow (Python loops over every output pixel); meant for reading and for checking the
+    vectorized version. Arguments, result and shapes as :func:`correlate2d`.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; k: ``(F, C/G, kh, kw)``; y: ``(N, F, OH, OW)``.
+    """
+    x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
+    filters, cg, kh, kw = k.shape
+    fg = filters // groups
+    y = np.zeros((x.shape[0], filters, oh, ow), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        for f in range(filters):
+            g = f // fg  # filter f sees only its group's channels
+            channels = x[n, g * cg : (g + 1) * cg]
+            for i in range(oh):
+                for j in range(ow):
+                    top, left = i * stride[0], j * stride[1]
+                    # the receptive field: kh x kw taps, dilation apart
+                    field = channels[
+                        :,
+                        top : top + dilation[0] * (kh - 1) + 1 : dilation[0],
+                        left : left + dilation[1] * (kw - 1) + 1 : dilation[1],
+                    ]
+                    y[n, f, i, j] = np.sum(field * k[f])
+    return y
+
+
+def pad2d(
+    x: np.ndarray,
+    padding: int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]],
+) -> np.ndarray:
+    """Zero-pad the last two axes; a negative amount crops that many rows/columns.
+
+    Parameters
+    ----------
+    x : ndarray
+        At least 2-D; the last two axes are padded.
+    padding : int, (ph, pw) or ((top, bottom), (left, right))
+        Zeros added on each side (negative: rows/columns removed).
+
+    Returns
+    -------
+    ndarray
+        A new array (``x`` itself when all amounts are 0), dtype of ``x``.
+
+    Shapes
+    ------
+    ``(..., H, W)`` → ``(..., H + top + bottom, W + left + right)``.
+    """
+    (top, bottom), (left, right) = _padding_pairs(padding)
+    if top == bottom == left == right == 0:
+        return x
+    h, w = x.shape[-2:]
+    out_h, out_w = h + top + bottom, w + left + right
+    if out_h < 0 or out_w < 0:
+        raise ValueError(f"padding {padding!r} crops more than the {h}x{w} input has")
+    out = np.zeros((*x.shape[:-2], out_h, out_w), dtype=x.dtype)
+    # the part of x that survives the crops, and where it lands in the output
+    src = x[..., max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]
+    out[
+        ...,
+        max(0, top) : max(0, top) + src.shape[-2],
+        max(0, left) : max(0, left) + src.shape[-1],
+    ] = src
+    return out
+
+
+def _padding_pairs(padding: object) -> tuple[tuple[int, int], tuple[int, int]]:
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(p, (tuple, list)) for p in padding)
+    ):
+        (top, bottom), (left, right) = (pair(p, "padding", minimum=-(2**62)) for p in padding)
+        return (top, bottom), (left, right)
+    ph, pw = pair(padding, "padding", minimum=-(2**62))
+    return (ph, ph), (pw, pw)
+
+
+def insert_zeros(x: np.ndarray, stride: int | tuple[int, int]) -> np.ndarray:
+    """Put ``stride-1`` zeros between neighbouring entries of the last two axes.
+
+    This restores a stride-``S`` error map to the positions a stride-1 output would
+    have had (the skipped positions get error 0). With stride 1, ``x`` is returned.
+
+    Shapes
+    ------
+    ``(..., OH, OW)`` → ``(..., sh·(OH-1) + 1, sw·(OW-1) + 1)``.
+    """
+    sh, sw = pair(stride, "stride")
+    if sh == sw == 1:
+        return x
+    oh, ow = x.shape[-2:]
+    out = np.zeros((*x.shape[:-2], sh * (oh - 1) + 1, sw * (ow - 1) + 1), dtype=x.dtype)
+    out[..., ::sh, ::sw] = x
+    return out
+
+
+def rot180(k: np.ndarray) -> np.ndarray:
+    """The kernel rotated by 180 degrees (flipped along both spatial axes), a view.
+
+    Shapes
+    ------
+    ``(..., kh, kw)`` → ``(..., kh, kw)``; ``rot180(k)[..., m, q] = k[..., kh-1-m, kw-1-q]``.
+    """
+    return k[..., ::-1, ::-1]
