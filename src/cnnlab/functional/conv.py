@@ -157,6 +157,17 @@ def conv2d_forward(
     stride = pair(stride, "stride")
     dilation = pair(dilation, "dilation")
     groups = positive_int(groups, "groups")
+    if x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(
+            f"groups={groups} must divide both the input channels ({x.shape[1]}) and the "
+            f"number of filters ({w.shape[0]})"
+        )
+    if w.shape[1] * groups != x.shape[1]:
+        raise ValueError(
+            f"channel mismatch: w {w.shape} expects x with {w.shape[1] * groups} channels "
+            f"(w.shape[1]·groups = {w.shape[1]}·{groups}), got x with {x.shape[1]} "
+            f"(shape {x.shape})"
+        )
     pads = conv_padding(padding, (w.shape[2], w.shape[3]), stride, dilation)
     for a, name in ((0, "height"), (1, "width")):
         k_eff = dilation[a] * (w.shape[2 + a] - 1) + 1
@@ -215,7 +226,10 @@ def conv2d_backward(
     oh = (x_padded.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (x_padded.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     delta = float_array(dy, "dy", ndim=4)
-    array_shape(delta, (n, filters, oh, ow), "dy (the forward output's shape)")
+    if delta.shape != (n, filters, oh, ow):
+        raise ValueError(
+            f"dy must have the forward output's shape {(n, filters, oh, ow)}, got {delta.shape}"
+        )
     same_dtype(delta, w, "dy", "w")
 
     dx = None
