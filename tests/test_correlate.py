@@ -13,6 +13,7 @@ import scipy.signal
 import torch
 
 import cnnlab.functional.correlate as correlate_module
+from cnnlab.functional import _correlate_algorithms as algorithms
 from cnnlab.functional import (
     correlate2d,
     correlate2d_reference,
@@ -57,6 +58,33 @@ def test_vectorized_equals_reference_equals_torch(case):
     assert fast.shape == slow.shape == ref.shape
     assert close(fast, slow), np.abs(fast - slow).max()
     assert close(fast, ref), np.abs(fast - ref).max()
+
+
+@pytest.mark.parametrize(
+    "algorithm", [algorithms.im2col_columns, algorithms.im2col_rows, algorithms.shift_add]
+)
+@pytest.mark.parametrize("chunk", [1, 2, 100])
+@pytest.mark.parametrize("case", CASES)
+def test_every_algorithm_equals_the_reference(algorithm, chunk, case):
+    """Each BLAS formulation on its own, whichever correlate2d would pick, and chunked."""
+    n, c, h, w, f, kh, kw, stride, dilation, groups = case
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, c, h, w))
+    k = rng.standard_normal((f, c // groups, kh, kw))
+    slow = correlate2d_reference(x, k, stride, dilation, groups)
+    y = np.full_like(slow, np.nan)
+    pairs = [(s, s) if isinstance(s, int) else s for s in (stride, dilation)]
+    algorithm(x, k, pairs[0], pairs[1], groups, y, chunk)
+    assert close(y, slow), np.abs(y - slow).max()
+
+
+def test_the_choice_of_algorithm():
+    # LeNet conv1's input gradient: 6 error maps in, 1 channel out -> shift-add
+    assert algorithms.shift_add_is_cheaper(6, 1, 25, 32 * 32, 28 * 28)
+    # its forward pass: 1 channel in, 6 out -> receptive-field columns
+    assert not algorithms.shift_add_is_cheaper(1, 6, 25, 32 * 32, 28 * 28)
+    # as many channels out as in -> columns
+    assert not algorithms.shift_add_is_cheaper(64, 64, 9, 58 * 58, 56 * 56)
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 2, 2), (7, 5, 3, 2), (4, 9, 4, 1), (6, 6, 6, 6)])

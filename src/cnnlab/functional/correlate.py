@@ -17,12 +17,10 @@ Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_z
 
 from __future__ import annotations
 
-import math
-import threading
-
 import numpy as np
 
 from cnnlab._validate import float_array, pair, positive_int, same_dtype
+from cnnlab.functional import _correlate_algorithms as algorithms
 
 __all__ = [
     "CHUNK_BYTES",
@@ -36,23 +34,6 @@ __all__ = [
 
 #: Upper bound (bytes) of the im2col scratch copy; larger batches are done in chunks.
 CHUNK_BYTES = 256 * 2**20
-
-
-_scratch_space = threading.local()
-
-
-def _scratch(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array of ``shape`` in a buffer reused from call to call.
-
-    Fresh multi-MB temporaries cost page faults on every call; the im2col copy is
-    written into this per-thread buffer instead (it never leaves :func:`correlate2d`).
-    """
-    nbytes = math.prod(shape) * dtype.itemsize
-    buffer = getattr(_scratch_space, "buffer", None)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = np.empty(nbytes, dtype=np.uint8)
-        _scratch_space.buffer = buffer
-    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
@@ -95,23 +76,6 @@ def _check_operands(
     return x, k, stride, dilation, groups, (out[0], out[1])
 
 
-def _windows(
-    x: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    out: tuple[int, int],
-) -> np.ndarray:
-    """Read-only view ``(N, C, OH, OW, kh, kw)``: every receptive field, without copying."""
-    sn, sc, sh, sw = x.strides
-    return np.lib.stride_tricks.as_strided(
-        x,
-        shape=(x.shape[0], x.shape[1], out[0], out[1], kernel[0], kernel[1]),
-        strides=(sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]),
-        writeable=False,
-    )
-
-
 def correlate2d(
     x: np.ndarray,
     k: np.ndarray,
@@ -149,39 +113,27 @@ def correlate2d(
 
     Notes
     -----
-    The receptive fields are copied (*im2col*) into one of two layouts, whichever keeps
-    the copy's innermost loop long: ``(N, C·kh·kw, OH·OW)`` when the output is larger
-    than the kernel (forward and input gradient; one ``(F, C·kh·kw) @ (C·kh·kw, OH·OW)``
-    product per sample, written straight into ``y``), or ``(N·OH·OW, C·kh·kw)`` when the
-    kernel is the larger (the weight gradient, whose "kernel" is the error map; the
-    batch is then folded into a single product). The copy is done for at most
-    :data:`CHUNK_BYTES` of scratch at a time.
+    One of three BLAS formulations (see :mod:`cnnlab.functional._correlate_algorithms`),
+    picked by an estimate of their memory traffic: receptive fields copied into columns
+    (*im2col*; forward passes), into rows with the batch folded in (when the kernel is
+    larger than the output: the weight gradient), or per-tap products of the whole input
+    shifted and added (when the output has fewer channels than the input: the input
+    gradient of a widening layer). Scratch memory is bounded by :data:`CHUNK_BYTES`,
+    working on chunks of the batch.
     """
     x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
-    n, channels, _, _ = x.shape
-    filters, cg, kh, kw = k.shape
-    fg = filters // groups
-    taps, positions = cg * kh * kw, oh * ow
-    k_mat = k.reshape(groups, fg, taps)
-    windows = _windows(x, (kh, kw), stride, dilation, (oh, ow))
+    n, channels, h, w = x.shape
+    filters, _, kh, kw = k.shape
     y = np.empty((n, filters, oh, ow), dtype=x.dtype)
-    chunk = max(1, CHUNK_BYTES // max(1, groups * taps * positions * x.itemsize))
-    for start in range(0, n, chunk):
-        part = windows[start : start + chunk]
-        b = part.shape[0]
-        y_part = y[start : start + b].reshape(b, groups, fg, positions)
-        if positions >= kh * kw:
-            # (b, C, kh, kw, OH, OW): one column per output pixel, per sample
-            cols = _scratch((b, channels, kh, kw, oh, ow), x.dtype)
-            np.copyto(cols, part.transpose(0, 1, 4, 5, 2, 3))
-            np.matmul(k_mat, cols.reshape(b, groups, taps, positions), out=y_part)
-        else:
-            # (b, OH, OW, C, kh, kw): one row per output pixel, batch folded into the rows
-            cols = _scratch((b, oh, ow, channels, kh, kw), x.dtype)
-            np.copyto(cols, part.transpose(0, 2, 3, 1, 4, 5))
-            rows = cols.reshape(b * positions, groups, taps).transpose(1, 0, 2)
-            prod = np.matmul(rows, k_mat.transpose(0, 2, 1))  # (G, b·OH·OW, F/G)
-            y_part[...] = prod.reshape(groups, b, positions, fg).transpose(1, 0, 3, 2)
+    if oh * ow < kh * kw:
+        algorithm, per_sample = algorithms.im2col_rows, channels * kh * kw * oh * ow
+    elif algorithms.shift_add_is_cheaper(channels, filters, kh * kw, h * w, oh * ow):
+        algorithm = algorithms.shift_add
+        per_sample = channels * h * w + filters * kh * kw * h * w + filters * oh * ow
+    else:
+        algorithm, per_sample = algorithms.im2col_columns, channels * kh * kw * oh * ow
+    chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
+    algorithm(x, k, stride, dilation, groups, y, chunk)
     return y
 
 
