@@ -10,6 +10,14 @@ previous layer and filter gradient are all one primitive, :func:`correlate2d`:
 * (E5) ``dE/dW = correlate2d(padded input, δ)`` — the error map is the kernel;
 * (E6) ``dE/db = Σ δ``.
 
+**Dilation** ``r``: the dilated filter is the filter with ``r-1`` zeros between taps,
+of size ``k_eff = r·(k-1)+1``. (E3) pads with ``k_eff``, and (E4) correlates with the
+rotated filter at the same dilation (the rotated dilated filter is the dilated rotated
+filter). In (E5) each weight tap samples the input at steps of ``r`` while the
+zero-inserted error map is the error map dilated by the stride ``S``: the call passes
+``stride=r, dilation=S`` — the roles swap. It is the same primitive, exact, and never
+multiplies the inserted zeros. **Groups**: every rule applies per group.
+
 Semantics are PyTorch's ``torch.nn.functional.conv2d`` (NCHW, weight
 ``(out, in/groups, kh, kw)``, ``padding='same'`` padding the extra row/column at the
 bottom/right).
@@ -237,13 +245,11 @@ def conv2d_backward(
         # (E2) restore the stride-1 error map: insert stride-1 zeros between entries
         delta_full = insert_zeros(delta, stride)
         # (E3) pad with k_eff-1-P zeros (a crop when P > k_eff-1), plus the leftovers
-        delta_full = pad2d(
-            delta_full,
-            (
-                input_grad_padding(height, kh, stride[0], padding[0], dilation[0]),
-                input_grad_padding(width, kw, stride[1], padding[1], dilation[1]),
-            ),
+        pads = (
+            input_grad_padding(height, kh, stride[0], padding[0], dilation[0]),
+            input_grad_padding(width, kw, stride[1], padding[1], dilation[1]),
         )
+        delta_full = pad2d(delta_full, pads)
         # (E4) dx = correlate with rot180(W), in/out channels swapped per group: channel
         # d's error sums over the filters; the dilated filter keeps its dilation
         w_swapped = rot180(w).reshape(groups, fg, cg, kh, kw).swapaxes(1, 2)
