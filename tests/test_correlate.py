@@ -78,6 +78,32 @@ def test_every_algorithm_equals_the_reference(algorithm, chunk, case):
     assert close(y, slow), np.abs(y - slow).max()
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_shift_add_skipping_a_zero_border_equals_the_reference(case):
+    n, c, h, w, f, kh, kw, stride, dilation, groups = case
+    rng = np.random.default_rng(8)
+    x = np.zeros((n, c, h + 5, w + 4))
+    x[:, :, 3 : 3 + h - 1, 1 : 1 + w] = rng.standard_normal((n, c, h - 1, w))
+    k = rng.standard_normal((f, c // groups, kh, kw))
+    box = algorithms.nonzero_box(x)
+    assert box == (3, 3 + h - 1, 1, 1 + w)
+    slow = correlate2d_reference(x, k, stride, dilation, groups)
+    y = np.full_like(slow, np.nan)
+    pairs = [(s, s) if isinstance(s, int) else s for s in (stride, dilation)]
+    algorithms.shift_add(x, k, pairs[0], pairs[1], groups, y, 2, box)
+    assert close(y, slow), np.abs(y - slow).max()
+
+
+def test_all_zero_and_nan_inputs():
+    x = np.zeros((2, 6, 9, 9))
+    assert algorithms.nonzero_box(x) == (0, 0, 0, 0)
+    np.testing.assert_array_equal(correlate2d(x, np.ones((1, 6, 3, 3))), 0.0)
+    x[0, 1, 4, 5] = np.nan
+    assert algorithms.nonzero_box(x) == (4, 5, 5, 6)
+    y = correlate2d(x, np.ones((1, 6, 3, 3)))
+    assert np.isnan(y[0, 0, 2:5, 3:6]).all() and not np.isnan(y[1]).any()
+
+
 def test_the_choice_of_algorithm():
     # LeNet conv1's input gradient: 6 error maps in, 1 channel out -> shift-add
     assert algorithms.shift_add_is_cheaper(6, 1, 25, 32 * 32, 28 * 28)

@@ -108,6 +108,29 @@ def im2col_rows(
         out[...] = prod.reshape(groups, b, oh * ow, fg).transpose(1, 0, 3, 2)
 
 
+def nonzero_box(x: np.ndarray) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)``: the rows/columns outside which every plane is zero.
+
+    A zero-padded input (the input gradient's error map is padded by ``k_eff-1-P`` per
+    side) has an all-zero border; shift-add skips it. ``(0, 0, 0, 0)`` if all is zero.
+    """
+    # plane-wise max and min over samples and channels: no temporary of x's size
+    high, low = x.max(axis=(0, 1)), x.min(axis=(0, 1))
+    plane = (high != 0) | (low != 0) | np.isnan(high)
+    rows = np.flatnonzero(plane.any(axis=1))
+    cols = np.flatnonzero(plane.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _reach(low: int, high: int, offset: int, step: int, n_out: int) -> tuple[int, int]:
+    """Output positions ``i`` in ``[0, n_out)`` with ``low <= i·step + offset < high``."""
+    first = max(0, -((offset - low) // step))  # ceil((low - offset) / step)
+    stop = min(n_out, -((offset - high) // step))
+    return first, max(first, stop)
+
+
 def shift_add(
     x: np.ndarray,
     k: np.ndarray,
@@ -116,17 +139,24 @@ def shift_add(
     groups: int,
     y: np.ndarray,
     chunk: int,
+    box: tuple[int, int, int, int] | None = None,
 ) -> None:
-    """``y = Σ_taps shift(k[:, :, m, q] @ x)``: per-tap products over the whole input, shifted."""
-    n, _, h, w = x.shape
+    """``y = Σ_taps shift(k[:, :, m, q] @ x)``: per-tap products over the input, shifted.
+
+    Only the part of ``x`` inside ``box`` (see :func:`nonzero_box`; default: all of it)
+    is multiplied: outside it ``x`` must be zero, and so are the products.
+    """
+    n = x.shape[0]
     filters, cg, kh, kw = k.shape
     oh, ow = y.shape[2:]
     fg = filters // groups
+    top, bottom, left, right = box if box is not None else (0, x.shape[2], 0, x.shape[3])
+    h, w = bottom - top, right - left
     # (G, kh·kw·F/G, C/G): every tap's (F/G, C/G) matrix stacked, for one product
     k_taps = k.reshape(groups, fg, cg, kh, kw).transpose(0, 3, 4, 1, 2)
     k_taps = k_taps.reshape(groups, kh * kw * fg, cg)
     for start in range(0, n, chunk):
-        part = x[start : start + chunk]
+        part = x[start : start + chunk, :, top:bottom, left:right]
         b = part.shape[0]
         planes = scratch("planes", (groups, cg, b, h, w), x.dtype)
         np.copyto(planes, part.reshape(b, groups, cg, h, w).transpose(1, 2, 0, 3, 4))
@@ -134,22 +164,29 @@ def shift_add(
         np.matmul(k_taps, planes.reshape(groups, cg, b * h * w), out=z)
         z6 = z.reshape(groups, kh, kw, fg, b, h, w)
         acc = scratch("acc", (groups, fg, b, oh, ow), x.dtype)
+        if box is not None:
+            acc[...] = 0  # taps that reach only part of the output add into part of it
         for m in range(kh):
+            i0, i1 = _reach(top, bottom, m * dilation[0], stride[0], oh)
             for q in range(kw):
-                top, left = m * dilation[0], q * dilation[1]
+                j0, j1 = _reach(left, right, q * dilation[1], stride[1], ow)
+                if i0 == i1 or j0 == j1:
+                    continue  # this tap only ever sees the zero border
+                r0 = i0 * stride[0] + m * dilation[0] - top
+                c0 = j0 * stride[1] + q * dilation[1] - left
                 shifted = z6[
                     :,
                     m,
                     q,
                     :,
                     :,
-                    top : top + stride[0] * (oh - 1) + 1 : stride[0],
-                    left : left + stride[1] * (ow - 1) + 1 : stride[1],
+                    r0 : r0 + stride[0] * (i1 - i0 - 1) + 1 : stride[0],
+                    c0 : c0 + stride[1] * (j1 - j0 - 1) + 1 : stride[1],
                 ]
-                if m == q == 0:
-                    np.copyto(acc, shifted)
+                if box is None and m == q == 0:
+                    np.copyto(acc, shifted)  # without a box every tap covers all of acc
                 else:
-                    acc += shifted
+                    acc[..., i0:i1, j0:j1] += shifted
         y[start : start + b] = acc.reshape(filters, b, oh, ow).transpose(1, 0, 2, 3)
 
 

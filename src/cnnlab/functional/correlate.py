@@ -122,18 +122,28 @@ def correlate2d(
     working on chunks of the batch.
     """
     x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
-    n, channels, h, w = x.shape
+    n, channels = x.shape[:2]
     filters, _, kh, kw = k.shape
     y = np.empty((n, filters, oh, ow), dtype=x.dtype)
     if oh * ow < kh * kw:
-        algorithm, per_sample = algorithms.im2col_rows, channels * kh * kw * oh * ow
-    elif algorithms.shift_add_is_cheaper(channels, filters, kh * kw, h * w, oh * ow):
-        algorithm = algorithms.shift_add
-        per_sample = channels * h * w + filters * kh * kw * h * w + filters * oh * ow
-    else:
-        algorithm, per_sample = algorithms.im2col_columns, channels * kh * kw * oh * ow
+        per_sample = channels * kh * kw * oh * ow
+        chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
+        algorithms.im2col_rows(x, k, stride, dilation, groups, y, chunk)
+        return y
+    if filters < channels:  # shift-add may pay: measure the input's zero border first
+        top, bottom, left, right = algorithms.nonzero_box(x)
+        area = (bottom - top) * (right - left)
+        box: tuple[int, int, int, int] | None = (top, bottom, left, right)
+        if area > x.shape[2] * x.shape[3] // 2:  # a thin border is not worth skipping
+            box, area = None, x.shape[2] * x.shape[3]
+        if algorithms.shift_add_is_cheaper(channels, filters, kh * kw, area, oh * ow):
+            per_sample = channels * area + filters * kh * kw * area + filters * oh * ow
+            chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
+            algorithms.shift_add(x, k, stride, dilation, groups, y, chunk, box)
+            return y
+    per_sample = channels * kh * kw * oh * ow
     chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
-    algorithm(x, k, stride, dilation, groups, y, chunk)
+    algorithms.im2col_columns(x, k, stride, dilation, groups, y, chunk)
     return y
 
 
