@@ -85,8 +85,8 @@ def test_shift_add_skipping_a_zero_border_equals_the_reference(case):
     x = np.zeros((n, c, h + 5, w + 4))
     x[:, :, 3 : 3 + h - 1, 1 : 1 + w] = rng.standard_normal((n, c, h - 1, w))
     k = rng.standard_normal((f, c // groups, kh, kw))
-    box = algorithms.nonzero_box(x)
-    assert box == (3, 3 + h - 1, 1, 1 + w)
+    box = algorithms.nonzero_lattice(x)
+    assert box == ((3, 1, h - 1), (1, 1, w))
     slow = correlate2d_reference(x, k, stride, dilation, groups)
     y = np.full_like(slow, np.nan)
     pairs = [(s, s) if isinstance(s, int) else s for s in (stride, dilation)]
@@ -94,12 +94,40 @@ def test_shift_add_skipping_a_zero_border_equals_the_reference(case):
     assert close(y, slow), np.abs(y - slow).max()
 
 
+@pytest.mark.parametrize(
+    "steps,dilation,pads",
+    [
+        ((2, 2), (1, 1), ((1, 2), (1, 2))),
+        ((3, 2), (2, 1), ((4, 0), (0, 3))),
+        ((1, 3), (1, 2), ((2, 2), (5, 1))),
+    ],
+)
+def test_shift_add_on_a_zero_inserted_map_equals_the_reference(steps, dilation, pads):
+    """The input gradient's case: stride zeros between entries, a zero border around."""
+    rng = np.random.default_rng(9)
+    delta = rng.standard_normal((2, 6, 4, 5))
+    x = pad2d(insert_zeros(delta, steps), pads)
+    lattice = algorithms.nonzero_lattice(x)
+    assert lattice == ((pads[0][0], steps[0], 4), (pads[1][0], steps[1], 5))
+    k = rng.standard_normal((4, 3, 3, 2))
+    slow = correlate2d_reference(x, k, 1, dilation, 2)
+    y = np.full_like(slow, np.nan)
+    algorithms.shift_add(x, k, (1, 1), dilation, 2, y, 1, lattice)
+    assert close(y, slow), np.abs(y - slow).max()
+    # a strided correlation may only use unit steps: the lattice is then a box
+    rows, cols = algorithms.nonzero_lattice(x, (True, False))
+    assert rows == (pads[0][0], 1, steps[0] * 3 + 1) and cols[1] == steps[1]
+    assert close(
+        correlate2d(x, k, (2, 1), dilation, 2), correlate2d_reference(x, k, (2, 1), dilation, 2)
+    )
+
+
 def test_all_zero_and_nan_inputs():
     x = np.zeros((2, 6, 9, 9))
-    assert algorithms.nonzero_box(x) == (0, 0, 0, 0)
+    assert algorithms.nonzero_lattice(x) == ((0, 1, 0), (0, 1, 0))
     np.testing.assert_array_equal(correlate2d(x, np.ones((1, 6, 3, 3))), 0.0)
     x[0, 1, 4, 5] = np.nan
-    assert algorithms.nonzero_box(x) == (4, 5, 5, 6)
+    assert algorithms.nonzero_lattice(x) == ((4, 1, 1), (5, 1, 1))
     y = correlate2d(x, np.ones((1, 6, 3, 3)))
     assert np.isnan(y[0, 0, 2:5, 3:6]).all() and not np.isnan(y[1]).any()
 

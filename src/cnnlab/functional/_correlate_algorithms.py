@@ -108,27 +108,55 @@ def im2col_rows(
         out[...] = prod.reshape(groups, b, oh * ow, fg).transpose(1, 0, 3, 2)
 
 
-def nonzero_box(x: np.ndarray) -> tuple[int, int, int, int]:
-    """``(top, bottom, left, right)``: the rows/columns outside which every plane is zero.
+Lattice = tuple[tuple[int, int, int], tuple[int, int, int]]
 
-    A zero-padded input (the input gradient's error map is padded by ``k_eff-1-P`` per
-    side) has an all-zero border; shift-add skips it. ``(0, 0, 0, 0)`` if all is zero.
+
+def nonzero_lattice(x: np.ndarray, strided: tuple[bool, bool] = (False, False)) -> Lattice:
+    """Per axis ``(first, step, count)``: the rows/columns where some plane is non-zero.
+
+    Every non-zero entry of ``x`` lies on rows ``first + step·u`` (``u < count``), and
+    likewise columns. The input gradient's error map has an all-zero border (the
+    padding by ``k_eff-1-P``) and, with a stride, ``stride-1`` zero rows/columns between
+    its entries: shift-add multiplies only the lattice. ``strided[a]`` forces step 1 on
+    axis ``a`` (lattices are only used with unit steps of the correlation there).
+    ``((0, 1, 0), (0, 1, 0))`` if all is zero.
     """
     # plane-wise max and min over samples and channels: no temporary of x's size
     high, low = x.max(axis=(0, 1)), x.min(axis=(0, 1))
     plane = (high != 0) | (low != 0) | np.isnan(high)
-    rows = np.flatnonzero(plane.any(axis=1))
-    cols = np.flatnonzero(plane.any(axis=0))
-    if rows.size == 0:
-        return 0, 0, 0, 0
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    axes = []
+    for axis, flags in enumerate((plane.any(axis=1), plane.any(axis=0))):
+        where = np.flatnonzero(flags)
+        if where.size == 0:
+            return (0, 1, 0), (0, 1, 0)
+        step = 1 if strided[axis] else int(np.gcd.reduce(np.diff(where), initial=0)) or 1
+        axes.append((int(where[0]), step, int(where[-1] - where[0]) // step + 1))
+    return axes[0], axes[1]
 
 
-def _reach(low: int, high: int, offset: int, step: int, n_out: int) -> tuple[int, int]:
-    """Output positions ``i`` in ``[0, n_out)`` with ``low <= i·step + offset < high``."""
-    first = max(0, -((offset - low) // step))  # ceil((low - offset) / step)
-    stop = min(n_out, -((offset - high) // step))
-    return first, max(first, stop)
+def _tap_slices(
+    lattice: tuple[int, int, int], offset: int, stride: int, n_out: int
+) -> tuple[slice, slice] | None:
+    """Where one tap's products land: ``(output slice, lattice slice)``, or None.
+
+    Output ``i`` reads input ``i·stride + offset``, non-zero only at lattice positions
+    ``first + step·u``.
+    """
+    first, step, count = lattice
+    if step == 1:  # outputs i with first <= i·stride + offset < first + count
+        i0 = max(0, -((offset - first) // stride))
+        i1 = min(n_out, -((offset - first - count) // stride))
+        if i1 <= i0:
+            return None
+        u0 = i0 * stride + offset - first
+        return slice(i0, i1), slice(u0, u0 + stride * (i1 - i0 - 1) + 1, stride)
+    # stride 1: lattice points u with 0 <= first + step·u - offset < n_out
+    u0 = max(0, -((first - offset) // step))
+    u1 = min(count, (n_out - 1 - first + offset) // step + 1)
+    if u1 <= u0:
+        return None
+    i0 = first + step * u0 - offset
+    return slice(i0, i0 + step * (u1 - u0 - 1) + 1, step), slice(u0, u1)
 
 
 def shift_add(
@@ -139,24 +167,29 @@ def shift_add(
     groups: int,
     y: np.ndarray,
     chunk: int,
-    box: tuple[int, int, int, int] | None = None,
+    lattice: Lattice | None = None,
 ) -> None:
     """``y = Σ_taps shift(k[:, :, m, q] @ x)``: per-tap products over the input, shifted.
 
-    Only the part of ``x`` inside ``box`` (see :func:`nonzero_box`; default: all of it)
-    is multiplied: outside it ``x`` must be zero, and so are the products.
+    Only the entries of ``x`` on ``lattice`` (see :func:`nonzero_lattice`; default:
+    all) are multiplied: off it ``x`` must be zero, and so are the products.
     """
     n = x.shape[0]
     filters, cg, kh, kw = k.shape
     oh, ow = y.shape[2:]
     fg = filters // groups
-    top, bottom, left, right = box if box is not None else (0, x.shape[2], 0, x.shape[3])
-    h, w = bottom - top, right - left
+    full = lattice is None
+    rows, cols = lattice or ((0, 1, x.shape[2]), (0, 1, x.shape[3]))
+    h, w = rows[2], cols[2]
+    on_lattice = (
+        slice(rows[0], rows[0] + rows[1] * (h - 1) + 1, rows[1]),
+        slice(cols[0], cols[0] + cols[1] * (w - 1) + 1, cols[1]),
+    )
     # (G, kh·kw·F/G, C/G): every tap's (F/G, C/G) matrix stacked, for one product
     k_taps = k.reshape(groups, fg, cg, kh, kw).transpose(0, 3, 4, 1, 2)
     k_taps = k_taps.reshape(groups, kh * kw * fg, cg)
     for start in range(0, n, chunk):
-        part = x[start : start + chunk, :, top:bottom, left:right]
+        part = x[start : start + chunk, :, on_lattice[0], on_lattice[1]]
         b = part.shape[0]
         planes = scratch("planes", (groups, cg, b, h, w), x.dtype)
         np.copyto(planes, part.reshape(b, groups, cg, h, w).transpose(1, 2, 0, 3, 4))
@@ -164,29 +197,19 @@ def shift_add(
         np.matmul(k_taps, planes.reshape(groups, cg, b * h * w), out=z)
         z6 = z.reshape(groups, kh, kw, fg, b, h, w)
         acc = scratch("acc", (groups, fg, b, oh, ow), x.dtype)
-        if box is not None:
+        if not full:
             acc[...] = 0  # taps that reach only part of the output add into part of it
         for m in range(kh):
-            i0, i1 = _reach(top, bottom, m * dilation[0], stride[0], oh)
+            along_h = _tap_slices(rows, m * dilation[0], stride[0], oh)
             for q in range(kw):
-                j0, j1 = _reach(left, right, q * dilation[1], stride[1], ow)
-                if i0 == i1 or j0 == j1:
-                    continue  # this tap only ever sees the zero border
-                r0 = i0 * stride[0] + m * dilation[0] - top
-                c0 = j0 * stride[1] + q * dilation[1] - left
-                shifted = z6[
-                    :,
-                    m,
-                    q,
-                    :,
-                    :,
-                    r0 : r0 + stride[0] * (i1 - i0 - 1) + 1 : stride[0],
-                    c0 : c0 + stride[1] * (j1 - j0 - 1) + 1 : stride[1],
-                ]
-                if box is None and m == q == 0:
-                    np.copyto(acc, shifted)  # without a box every tap covers all of acc
+                along_w = _tap_slices(cols, q * dilation[1], stride[1], ow)
+                if along_h is None or along_w is None:
+                    continue  # this tap only ever sees zeros
+                shifted = z6[:, m, q, :, :, along_h[1], along_w[1]]
+                if full and m == q == 0:
+                    np.copyto(acc, shifted)  # on the full input every tap covers all of acc
                 else:
-                    acc[..., i0:i1, j0:j1] += shifted
+                    acc[..., along_h[0], along_w[0]] += shifted
         y[start : start + b] = acc.reshape(filters, b, oh, ow).transpose(1, 0, 2, 3)
 
 

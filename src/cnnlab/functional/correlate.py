@@ -130,16 +130,16 @@ def correlate2d(
         chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
         algorithms.im2col_rows(x, k, stride, dilation, groups, y, chunk)
         return y
-    if filters < channels:  # shift-add may pay: measure the input's zero border first
-        top, bottom, left, right = algorithms.nonzero_box(x)
-        area = (bottom - top) * (right - left)
-        box: tuple[int, int, int, int] | None = (top, bottom, left, right)
-        if area > x.shape[2] * x.shape[3] // 2:  # a thin border is not worth skipping
-            box, area = None, x.shape[2] * x.shape[3]
+    if filters < channels:  # shift-add may pay: find where the input is non-zero first
+        rows, cols = algorithms.nonzero_lattice(x, (stride[0] > 1, stride[1] > 1))
+        area = rows[2] * cols[2]
+        lattice: algorithms.Lattice | None = (rows, cols)
+        if area > x.shape[2] * x.shape[3] // 2:  # too few zeros to be worth skipping
+            lattice, area = None, x.shape[2] * x.shape[3]
         if algorithms.shift_add_is_cheaper(channels, filters, kh * kw, area, oh * ow):
             per_sample = channels * area + filters * kh * kw * area + filters * oh * ow
             chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
-            algorithms.shift_add(x, k, stride, dilation, groups, y, chunk, box)
+            algorithms.shift_add(x, k, stride, dilation, groups, y, chunk, lattice)
             return y
     per_sample = channels * kh * kw * oh * ow
     chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
