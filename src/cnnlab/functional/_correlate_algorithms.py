@@ -188,15 +188,27 @@ def shift_add(
     # (G, kh·kw·F/G, C/G): every tap's (F/G, C/G) matrix stacked, for one product
     k_taps = k.reshape(groups, fg, cg, kh, kw).transpose(0, 3, 4, 1, 2)
     k_taps = k_taps.reshape(groups, kh * kw * fg, cg)
+    # With a lattice the shifted slices are short; samples innermost in memory then
+    # keeps every add running over long contiguous rows. Indexing below is logical:
+    # planes (G, C/G, b, h, w), products (G, kh, kw, F/G, b, h, w), sum (G, F/G, b, OH, OW).
+    samples_inner = not full
     for start in range(0, n, chunk):
         part = x[start : start + chunk, :, on_lattice[0], on_lattice[1]]
         b = part.shape[0]
-        planes = scratch("planes", (groups, cg, b, h, w), x.dtype)
-        np.copyto(planes, part.reshape(b, groups, cg, h, w).transpose(1, 2, 0, 3, 4))
-        z = scratch("taps", (groups, kh * kw * fg, b * h * w), x.dtype)
-        np.matmul(k_taps, planes.reshape(groups, cg, b * h * w), out=z)
-        z6 = z.reshape(groups, kh, kw, fg, b, h, w)
-        acc = scratch("acc", (groups, fg, b, oh, ow), x.dtype)
+        order = (h, w, b) if samples_inner else (b, h, w)
+        planes = scratch("planes", (groups, cg, *order), x.dtype)
+        np.copyto(
+            planes.transpose(0, 1, 4, 2, 3) if samples_inner else planes,
+            part.reshape(b, groups, cg, h, w).transpose(1, 2, 0, 3, 4),
+        )
+        z = scratch("taps", (groups, kh * kw * fg, h * w * b), x.dtype)
+        np.matmul(k_taps, planes.reshape(groups, cg, h * w * b), out=z)
+        z6 = z.reshape(groups, kh, kw, fg, *order)
+        acc = scratch(
+            "acc", (groups, fg, *((oh, ow, b) if samples_inner else (b, oh, ow))), x.dtype
+        )
+        if samples_inner:
+            z6, acc = z6.transpose(0, 1, 2, 3, 6, 4, 5), acc.transpose(0, 1, 4, 2, 3)
         if not full:
             acc[...] = 0  # taps that reach only part of the output add into part of it
         for m in range(kh):
@@ -210,7 +222,7 @@ def shift_add(
                     np.copyto(acc, shifted)  # on the full input every tap covers all of acc
                 else:
                     acc[..., along_h[0], along_w[0]] += shifted
-        y[start : start + b] = acc.reshape(filters, b, oh, ow).transpose(1, 0, 2, 3)
+        y[start : start + b].reshape(b, groups, fg, oh, ow)[...] = acc.transpose(2, 0, 1, 3, 4)
 
 
 def shift_add_is_cheaper(
