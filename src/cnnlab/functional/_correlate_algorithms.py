@@ -12,11 +12,15 @@ the input's dtype, writing into a preallocated ``y``:
 * :func:`shift_add` multiplies every tap of the kernel with the whole input at once,
   ``(kh·kw·F, C) @ (C, N·H·W)``, and adds the products shifted by each tap's offset —
   no copy of receptive fields; cheaper when the output has fewer channels than the input
-  (the input gradient of a layer that widens, e.g. LeNet's first two).
+  (the input gradient of a layer that widens, e.g. LeNet's first two). It multiplies only
+  the rows/columns where the input is non-zero (:func:`nonzero_lattice`): the input
+  gradient's error map is zero-padded and, with a stride, zero-inserted, so the product
+  costs what the forward pass costs instead of ``stride²`` times more.
 
-Scratch arrays live in per-thread buffers reused from call to call (fresh multi-MB
-temporaries cost page faults every time); the callers bound their size by chunking the
-batch.
+Skipping zeros is exact for finite kernels (a non-finite kernel entry times a skipped zero
+would have been NaN). Scratch arrays live in per-thread buffers reused from call to call
+(fresh multi-MB temporaries cost page faults every time) and stay allocated; the callers
+bound their size by chunking the batch.
 """
 
 from __future__ import annotations

@@ -118,8 +118,10 @@ def correlate2d(
     (*im2col*; forward passes), into rows with the batch folded in (when the kernel is
     larger than the output: the weight gradient), or per-tap products of the whole input
     shifted and added (when the output has fewer channels than the input: the input
-    gradient of a widening layer). Scratch memory is bounded by :data:`CHUNK_BYTES`,
-    working on chunks of the batch.
+    gradient of a widening layer; there only the input's non-zero rows and columns are
+    multiplied, so a zero-padded, zero-inserted error map costs no more than the dense
+    one). Scratch memory is bounded by :data:`CHUNK_BYTES` per buffer, working on chunks
+    of the batch.
     """
     x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
     n, channels = x.shape[:2]
