@@ -188,3 +188,17 @@ def test_non_contiguous_inputs_match_torch():
     ref = torch_conv(x.copy(), w.copy(), None, (2, 1), 1, 1, 1, dy.copy())
     for name, ours, theirs in zip(("y", "dx", "dw"), (y, dx, dw), ref[:3], strict=True):
         assert_close(name, ours, theirs, TOL64)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_an_empty_batch_works_as_in_torch(groups):
+    rng = np.random.default_rng(9)
+    x = np.zeros((0, 4, 5, 5))
+    w = rng.standard_normal((6, 4 // groups, 3, 3))
+    b = rng.standard_normal(6)
+    y, cache = conv2d_forward(x, w, b, 2, 1, 1, groups)
+    dy = np.zeros(y.shape)
+    dx, dw, db = conv2d_backward(dy, cache)
+    ref = torch_conv(x, w, b, 2, 1, 1, groups, dy)
+    for name, ours, theirs in zip(("y", "dx", "dw", "db"), (y, dx, dw, db), ref, strict=True):
+        assert_close(name, ours, theirs, TOL64)

@@ -127,6 +127,9 @@ def correlate2d(
     n, channels = x.shape[:2]
     filters, _, kh, kw = k.shape
     y = np.empty((n, filters, oh, ow), dtype=x.dtype)
+    if x.size == 0 or k.size == 0:  # an empty batch, or sums over nothing
+        y[...] = 0
+        return y
     if oh * ow < kh * kw:
         per_sample = channels * kh * kw * oh * ow
         chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
