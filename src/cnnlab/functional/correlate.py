@@ -6,10 +6,11 @@ side:
 
 * :func:`correlate2d_reference` — per-pixel loops, written to be read next to the
   formula; tests and the explainer use it.
-* :func:`correlate2d` — the same sum as one BLAS matrix product over an *im2col* copy
-  of the input: every receptive field becomes one column, so the whole batch (and every
-  group) is a single ``np.matmul`` call. It computes in the input's dtype (float32
-  stays float32) and bounds its scratch memory by working on chunks of the batch.
+* :func:`correlate2d` — the same sum as large BLAS matrix products (receptive fields
+  copied into columns — *im2col* — or rows, or per-tap products shifted and added;
+  whichever moves the least memory for the shapes at hand, every group and sample in
+  one ``np.matmul`` call). It computes in the input's dtype (float32 stays float32) and
+  bounds its scratch memory by working on chunks of the batch.
 
 Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_zeros`
 (the stride's zeros between entries) and :func:`rot180`.
