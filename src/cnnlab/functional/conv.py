@@ -149,7 +149,8 @@ def conv2d_forward(
     y : ndarray
         ``net^l``, dtype of ``x``.
     cache : ConvCache
-        For :func:`conv2d_backward`.
+        For :func:`conv2d_backward`. Without padding it holds ``x`` itself (no copy):
+        do not modify ``x`` in place before the backward pass.
 
     Shapes
     ------
