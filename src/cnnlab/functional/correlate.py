@@ -35,6 +35,9 @@ __all__ = [
 
 #: Upper bound (bytes) of the im2col scratch copy; larger batches are done in chunks.
 CHUNK_BYTES = 256 * 2**20
+#: Chunk size (bytes) for the per-sample formulations: small enough that the scratch
+#: just written is still in cache when the product reads it.
+CACHE_CHUNK_BYTES = 8 * 2**20
 
 
 def output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
@@ -144,11 +147,11 @@ def correlate2d(
             lattice, area = None, x.shape[2] * x.shape[3]
         if algorithms.shift_add_is_cheaper(channels, filters, kh * kw, area, oh * ow):
             per_sample = channels * area + filters * kh * kw * area + filters * oh * ow
-            chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
+            chunk = max(1, min(CHUNK_BYTES, CACHE_CHUNK_BYTES) // (per_sample * x.itemsize))
             algorithms.shift_add(x, k, stride, dilation, groups, y, chunk, lattice)
             return y
     per_sample = channels * kh * kw * oh * ow
-    chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
+    chunk = max(1, min(CHUNK_BYTES, CACHE_CHUNK_BYTES) // (per_sample * x.itemsize))
     algorithms.im2col_columns(x, k, stride, dilation, groups, y, chunk)
     return y
 
