@@ -3,6 +3,18 @@
 No state lives here; :mod:`cnnlab.nn` wraps these functions in Modules.
 """
 
+from cnnlab.functional.activations import (
+    leaky_relu,
+    leaky_relu_backward,
+    log_softmax,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    tanh,
+    tanh_backward,
+)
 from cnnlab.functional.conv import (
     ConvCache,
     conv2d_backward,
@@ -18,17 +30,51 @@ from cnnlab.functional.correlate import (
     pad2d,
     rot180,
 )
+from cnnlab.functional.linear import LinearCache, linear_backward, linear_forward
+from cnnlab.functional.losses import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    mse_backward,
+    mse_forward,
+)
+from cnnlab.functional.pool import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
 
 __all__: list[str] = [
     "ConvCache",
+    "LinearCache",
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
     "conv2d_backward",
     "conv2d_forward",
     "conv_padding",
     "correlate2d",
     "correlate2d_reference",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
     "input_grad_padding",
     "insert_zeros",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "linear_backward",
+    "linear_forward",
+    "log_softmax",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "mse_backward",
+    "mse_forward",
     "output_size",
     "pad2d",
+    "relu",
+    "relu_backward",
     "rot180",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "tanh",
+    "tanh_backward",
 ]
