@@ -22,3 +22,20 @@ class TrainingError(RuntimeError):
 
 class DownloadError(RuntimeError):
     """No mirror delivered a file with the expected checksum."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing a resumable checkpoint.
+
+    Attributes
+    ----------
+    checkpoint : str
+        Path of the checkpoint written at the interruption.
+    signal_number : int
+        The signal received (``signal.SIGINT`` or ``signal.SIGTERM``).
+    """
+
+    def __init__(self, message: str, checkpoint: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.signal_number = signal_number

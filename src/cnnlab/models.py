@@ -1,0 +1,130 @@
+"""Models by name: LeNet-5 for 28×28 digits and a small CNN for the 8×8 digits.
+
+Every model is a :class:`~cnnlab.nn.Sequential`, so its parameter names
+(``0.weight``, ``3.bias``, ...) are those of a ``torch.nn.Sequential`` of the same
+layers and weights can be exchanged with PyTorch one-to-one. A built model carries
+its recipe in ``model.spec`` (``{"name": ..., "kwargs": {...}}``), which checkpoints
+store so :func:`cnnlab.load` can rebuild it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from cnnlab import nn
+from cnnlab._validate import FLOAT_DTYPES, positive_int
+
+__all__ = ["MODELS", "build", "digits_cnn", "lenet5", "spec"]
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    d = np.dtype(dtype)
+    if d not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {d}")
+    return d
+
+
+def lenet5(
+    num_classes: int = 10, *, dtype: Any = np.float32, rng: np.random.Generator | None = None
+) -> nn.Sequential:
+    """LeNet-5 (LeCun et al., 1998) in its common modern form, for 1×28×28 images.
+
+    Which LeNet: the layer sizes of LeNet-5 (6 and 16 feature maps of 5×5 filters,
+    then 120, 84 and 10 units), with the changes everyone makes today: the 28×28 input
+    is zero-padded by 2 (the original took 32×32), ReLU instead of scaled tanh, max
+    pooling instead of trainable subsampling, full connections from S2 to C3 (the
+    original used a sparse table) and a softmax/cross-entropy output instead of RBF
+    units. 61,706 parameters.
+
+    ``conv5 pad2 → 6, ReLU, maxpool 2, conv5 → 16, ReLU, maxpool 2, flatten,
+    linear 400→120, ReLU, 120→84, ReLU, 84→num_classes``
+
+    Shapes
+    ------
+    Input ``(N, 1, 28, 28)``; output logits ``(N, num_classes)``.
+    """
+    num_classes = positive_int(num_classes, "num_classes")
+    d = _dtype(dtype)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.Linear(120, 84, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.Linear(84, num_classes, dtype=d, rng=rng),
+    )
+    model.spec = {"name": "lenet5", "kwargs": {"num_classes": num_classes}}
+    return model
+
+
+def digits_cnn(
+    num_classes: int = 10, *, dtype: Any = np.float32, rng: np.random.Generator | None = None
+) -> nn.Sequential:
+    """A small CNN for scikit-learn's 1×8×8 digits (the embedded default data set).
+
+    ``conv3 pad1 → 16, ReLU, maxpool 2, conv3 pad1 → 32, ReLU, maxpool 2, flatten,
+    linear 128→64, ReLU, 64→num_classes`` — 15,754 parameters; trains to ≥ 97 % in
+    seconds.
+
+    Shapes
+    ------
+    Input ``(N, 1, 8, 8)``; output logits ``(N, num_classes)``.
+    """
+    num_classes = positive_int(num_classes, "num_classes")
+    d = _dtype(dtype)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 2 * 2, 64, dtype=d, rng=rng),
+        nn.ReLU(),
+        nn.Linear(64, num_classes, dtype=d, rng=rng),
+    )
+    model.spec = {"name": "digits_cnn", "kwargs": {"num_classes": num_classes}}
+    return model
+
+
+MODELS: dict[str, Callable[..., nn.Sequential]] = {
+    "lenet5": lenet5,
+    "digits_cnn": digits_cnn,
+}
+
+#: the input each model expects, (channels, height, width)
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "lenet5": (1, 28, 28),
+    "digits_cnn": (1, 8, 8),
+}
+
+
+def build(name: str, *, dtype: Any = np.float32, **kwargs: Any) -> nn.Sequential:
+    """Build a model by name (see :data:`MODELS`) with keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    try:
+        return MODELS[name](dtype=dtype, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for model {name!r}: {exc}") from None
+
+
+def spec(model: nn.Module) -> dict[str, Any]:
+    """The JSON-able recipe ``{"name", "kwargs"}`` a built model carries."""
+    recipe = getattr(model, "spec", None)
+    if not isinstance(recipe, dict) or recipe.get("name") not in MODELS:
+        raise ValueError(
+            f"{type(model).__name__} has no model spec; only models made by "
+            f"cnnlab.models ({sorted(MODELS)}) can be saved and rebuilt by name"
+        )
+    return {"name": recipe["name"], "kwargs": dict(recipe.get("kwargs", {}))}
