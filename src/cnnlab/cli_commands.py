@@ -1,0 +1,116 @@
+"""What ``cnnlab train``, ``eval`` and ``predict`` do, given parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnlab.train import TrainConfig, fit
+
+    config = TrainConfig(
+        dataset=args.dataset,
+        model=args.model,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        seed=args.seed,
+        dtype=args.dtype,
+        out=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    result = fit(config)
+    final = result.final
+    assert final is not None
+    print(
+        f"{result.config.model} on {result.config.dataset}: test accuracy "
+        f"{final.accuracy:.2%} ({final.n} images) after {result.config.epochs} epochs, "
+        f"{result.seconds:.1f} s"
+    )
+    print(
+        f"run directory: {result.out}  (model.safetensors, checkpoint.safetensors, "
+        "metrics.csv, curves.png, confusion.png)"
+    )
+    return 0
+
+
+def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
+    import cnnlab.io as cio
+
+    path = Path(args.checkpoint)
+    model = cio.load(path)
+    metadata = cio.load_metadata(path)
+    dataset = getattr(args, "dataset", None) or metadata.get("dataset")
+    if not dataset or dataset == "None":
+        raise ValueError(
+            f"{path} does not record its data set; pass --dataset digits|mnist|fashion-mnist"
+        )
+    return model, dataset
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnlab.data import load_dataset
+    from cnnlab.train import evaluate
+
+    model, dataset = _model_and_dataset(args)
+    test = load_dataset(dataset, "test", args.data_dir)
+    result = evaluate(model, test)  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps({**result.to_json(), "dataset": dataset}))
+        return 0
+    print(
+        f"{dataset} test split: accuracy {result.accuracy:.2%} on {result.n} images, "
+        f"mean loss {result.loss:.4f}"
+    )
+    width = max(len(c) for c in result.classes)
+    print("per-class accuracy:")
+    for name, acc in result.per_class_accuracy.items():
+        print(f"  {name:>{width}}  {acc:6.2%}")
+    print("confusion matrix (rows: true, columns: predicted):")
+    cell = max(4, len(str(int(result.confusion.max()))) + 1)
+    print(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(result.classes))))
+    for i, name in enumerate(result.classes):
+        row = "".join(f"{int(v):>{cell}}" for v in result.confusion[i])
+        print(f"  {name:>{width}}{row}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnlab.data import dataset_info
+    from cnnlab.data.images import load_image
+    from cnnlab.functional.activations import softmax
+
+    model, dataset = _model_and_dataset(args)
+    classes = dataset_info(dataset).classes
+    model.eval()  # type: ignore[attr-defined]
+    top = min(args.top, len(classes))
+    for image in args.images:
+        x = load_image(image, dataset).astype(model.dtype)  # type: ignore[attr-defined]
+        probs = softmax(model(x))[0]  # type: ignore[operator]
+        order = np.argsort(-probs, kind="stable")[:top]
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "image": str(image),
+                        "prediction": classes[order[0]],
+                        "top": [
+                            {"class": classes[i], "probability": float(probs[i])} for i in order
+                        ],
+                    }
+                )
+            )
+        else:
+            ranked = ", ".join(f"{classes[i]} {probs[i]:.1%}" for i in order)
+            print(f"{image}: {classes[order[0]]}  ({ranked})")
+    return 0
