@@ -6,11 +6,23 @@ The convolution layer's backward pass is written to read like its derivation
 
 from __future__ import annotations
 
-from cnnlab import functional, gradcheck, nn
+__version__ = "0.1.0"
+
+from cnnlab import data, functional, gradcheck, init, models, nn, optim
+from cnnlab.io import load, save
 
 # ``cnnlab.gradcheck`` is both the module (with the CLI hooks) and, being callable,
 # the function: ``cnnlab.gradcheck(fn_or_module, inputs, ...)``.
 
-__version__ = "0.1.0"
-
-__all__ = ["__version__", "functional", "gradcheck", "nn"]
+__all__ = [
+    "__version__",
+    "data",
+    "functional",
+    "gradcheck",
+    "init",
+    "load",
+    "models",
+    "nn",
+    "optim",
+    "save",
+]

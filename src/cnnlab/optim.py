@@ -89,7 +89,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Flat copy of the state: ``"step"`` and ``"<buffer>.<param index>"`` arrays."""
-        out = {"step": np.array(self.step_count, dtype=np.int64)}
+        out = {"step": np.array([self.step_count], dtype=np.int64)}
         for name, bufs in self.state.items():
             for i, buf in enumerate(bufs):
                 if buf is not None:
@@ -119,8 +119,11 @@ class Optimizer:
                     f"its parameter has {p.data.shape}"
                 )
             new[name][int(index)] = np.array(value, dtype=p.data.dtype)
+        step = np.asarray(state["step"]).reshape(-1)
+        if step.size != 1:
+            raise ValueError(f"optimizer state 'step' must hold one number, got {step.size}")
         self.state = new
-        self.step_count = int(state["step"])
+        self.step_count = int(step[0])
 
 
 class SGD(Optimizer):

@@ -264,11 +264,12 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
 def fit(
     config: TrainConfig,
     *,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, Module], None] | None = None,
 ) -> TrainResult:
     """Train as ``config`` says; returns the model, metrics history and final evaluation.
 
-    ``on_step(epoch, step)`` is called after every optimizer step (1-based counts).
+    ``on_step(epoch, step, model)`` is called after every optimizer step (1-based
+    epoch, steps done in it), e.g. to log or to stop early.
 
     Raises
     ------
@@ -385,7 +386,7 @@ def fit(
                             refresh=False,
                         )
                     if on_step is not None:
-                        on_step(epoch + 1, step)
+                        on_step(epoch + 1, step, model)
                     if signals.received is not None:
                         if bar is not None:
                             bar.close()
