@@ -19,6 +19,10 @@ PICKLE = (
     r"\bimport (c?pickle|dill|joblib)\b|\bpickle\.(loads?|dumps?|Unpickler)\b"
     r"|allow_pickle\s*=\s*True"
 )
+PICKLE = (
+    r"\bimport (c?pickle|dill|joblib)\b|\bpickle\.(loads?|dumps?|Unpickler)\b"
+    r"|allow_pickle\s*=\s*True"
+)
 
 
 def test_round_trip_gives_identical_weights_and_outputs(tmp_path):
@@ -80,9 +84,6 @@ def test_no_pickle_anywhere_in_the_package():
     offenders = []
     for path in SRC.rglob("*.py"):
         text = path.read_text()
-        if re.search(
-            r"\bimport (c?pickle|dill|joblib)\b|\bpickle\.(loads?|dumps?|Unpickler)\b|allow_pickle\s*=\s*True",
-            text,
-        ):
+        if re.search(PICKLE, text):
             offenders.append(str(path))
     assert not offenders, offenders
