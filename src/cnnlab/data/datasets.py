@@ -20,8 +20,16 @@ __all__ = ["DATASETS", "Dataset", "DatasetInfo", "dataset_info", "find_data_dir"
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -127,7 +135,9 @@ def find_data_dir(name: str, data_dir: str | Path | None) -> Path:
     if data_dir is not None:
         path = Path(data_dir)
         if not path.is_dir():
-            raise DataError(f"{path}: no such directory; give --data-dir the folder of the IDX files")
+            raise DataError(
+                f"{path}: no such directory; give --data-dir the folder of the IDX files"
+            )
         return path
     looked = []
     for candidate in (SYSTEM_DIRS.get(name), cache_dir(name)):

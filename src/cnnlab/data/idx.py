@@ -72,9 +72,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
     zero1, zero2, code, ndim = data[0], data[1], data[2], data[3]
     if zero1 != 0 or zero2 != 0:
-        raise DataError(
-            f"{path}: not an IDX file (magic {data[:4].hex()} should start with 0000)"
-        )
+        raise DataError(f"{path}: not an IDX file (magic {data[:4].hex()} should start with 0000)")
     if code not in TYPE_CODES:
         raise DataError(
             f"{path}: unknown IDX type code 0x{code:02x}; expected one of "
@@ -95,7 +93,11 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: {what}: the header announces shape {dims} ({expected} bytes of data), "
             f"the file holds {actual}"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(dims)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

@@ -49,10 +49,13 @@ def to_model_input(pixels: np.ndarray, dataset_name: str) -> np.ndarray:
     box = max(1, round(h * 20 / 28)) if h >= 20 else h
     scale = box / max(a.shape)
     size = (max(1, round(a.shape[1] * scale)), max(1, round(a.shape[0] * scale)))
-    small = np.asarray(
-        Image.fromarray((a * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
-        dtype=np.float32,
-    ) / 255.0
+    small = (
+        np.asarray(
+            Image.fromarray((a * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     frame = np.zeros((h, w), dtype=np.float32)
     total = small.sum()
     if total > 0 and h >= 20:  # centre by centre of mass, as MNIST
