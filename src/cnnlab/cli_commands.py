@@ -55,6 +55,16 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
         raise ValueError(
             f"{path} does not record its data set; pass --dataset digits|mnist|fashion-mnist"
         )
+    from cnnlab.data import dataset_info
+    from cnnlab.models import INPUT_SHAPES, spec
+
+    name = spec(model)["name"]  # type: ignore[arg-type]
+    if INPUT_SHAPES[name] != dataset_info(dataset).image_shape:
+        raise ValueError(
+            f"model {name!r} in {path} takes images of shape {INPUT_SHAPES[name]}, "
+            f"data set {dataset!r} has {dataset_info(dataset).image_shape}; "
+            "choose the data set the model was trained on"
+        )
     return model, dataset
 
 
