@@ -58,7 +58,7 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
     from cnnlab.data import dataset_info
     from cnnlab.models import INPUT_SHAPES, spec
 
-    name = spec(model)["name"]  # type: ignore[arg-type]
+    name = spec(model)["name"]
     if INPUT_SHAPES[name] != dataset_info(dataset).image_shape:
         raise ValueError(
             f"model {name!r} in {path} takes images of shape {INPUT_SHAPES[name]}, "
