@@ -1,0 +1,204 @@
+"""cnnlab explain: the lesson's worked example, term lists against an independent
+brute-force enumeration, the numeric check, figures and errors."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clihelp import assert_clean_error, cnnlab
+from cnnlab.explain import explain
+
+
+def test_lesson_case_prints_the_lessons_sums_with_the_corrected_term():
+    text = explain(input=(3, 3), kernel=(2, 2), stride=1).to_text()
+    lines = {ln.strip() for ln in text.splitlines()}
+    assert "dE/da11 = δ11·w11" in lines
+    assert "dE/da12 = δ11·w12 + δ12·w11" in lines
+    assert "dE/dw11 = δ11·a11 + δ12·a12 + δ21·a21 + δ22·a22" in lines
+    # the slide prints δ21·a23 as the third term; the correct one is δ21·a22
+    assert "dE/dw12 = δ11·a12 + δ12·a13 + δ21·a22 + δ22·a23" in lines
+    assert "(E6) dE/dw_b = δ11 + δ12 + δ21 + δ22" in lines
+    assert "they agree" in text
+
+
+def brute_force(cfg):
+    """Independent dependency enumeration from the forward definition (1-based output).
+
+    For each output (n, i, j) and each weight (n, d, p, q), the padded input cell read is
+    (i*S + p*R, j*S + q*R); subtract the padding to get the input cell; padding cells
+    contribute nothing.
+    """
+    (h, w), (kh, kw) = cfg["input"], cfg["kernel"]
+    (sh, sw), (ph, pw), (rh, rw) = cfg["stride"], cfg["padding"], cfg["dilation"]
+    depth, filters = cfg["depth"], cfg["filters"]
+    oh = (h + 2 * ph - (rh * (kh - 1) + 1)) // sh + 1
+    ow = (w + 2 * pw - (rw * (kw - 1) + 1)) // sw + 1
+    inp = {
+        f"{d},{r},{c}": []
+        for d in range(1, depth + 1)
+        for r in range(1, h + 1)
+        for c in range(1, w + 1)
+    }
+    wgt = {
+        f"{n},{d},{p},{q}": []
+        for n in range(1, filters + 1)
+        for d in range(1, depth + 1)
+        for p in range(1, kh + 1)
+        for q in range(1, kw + 1)
+    }
+    bias = {
+        str(n): [[n, i, j] for i in range(1, oh + 1) for j in range(1, ow + 1)]
+        for n in range(1, filters + 1)
+    }
+    contributions = []
+    for n in range(filters):
+        for i in range(oh):
+            for j in range(ow):
+                for d in range(depth):
+                    for p in range(kh):
+                        for q in range(kw):
+                            row = i * sh + p * rh - ph
+                            col = j * sw + q * rw - pw
+                            if 0 <= row < h and 0 <= col < w:
+                                contributions.append(
+                                    (n + 1, i + 1, j + 1, d + 1, p + 1, q + 1, row + 1, col + 1)
+                                )
+    for n, i, j, d, p, q, r, c in contributions:
+        inp[f"{d},{r},{c}"].append({"delta": [n, i, j], "w": [n, d, p, q]})
+        wgt[f"{n},{d},{p},{q}"].append({"delta": [n, i, j], "a": [d, r, c]})
+    return inp, wgt, bias
+
+
+def _random_configs(count, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        cfg = {
+            "input": [int(rng.integers(1, 8)), int(rng.integers(1, 8))],
+            "kernel": [int(rng.integers(1, 5)), int(rng.integers(1, 5))],
+            "stride": [int(rng.integers(1, 4)), int(rng.integers(1, 4))],
+            "padding": [int(rng.integers(0, 5)), int(rng.integers(0, 5))],
+            "dilation": [int(rng.integers(1, 3)), int(rng.integers(1, 3))],
+            "depth": int(rng.integers(1, 4)),
+            "filters": int(rng.integers(1, 4)),
+        }
+        fits = all(
+            cfg["dilation"][a] * (cfg["kernel"][a] - 1) + 1
+            <= cfg["input"][a] + 2 * cfg["padding"][a]
+            for a in (0, 1)
+        )
+        if fits:
+            out.append(cfg)
+    return out
+
+
+CONFIGS = [
+    *_random_configs(240),
+    # the shapes naive implementations get wrong, spelled out
+    {
+        "input": [4, 3],
+        "kernel": [2, 2],
+        "stride": [2, 2],
+        "padding": [0, 0],
+        "dilation": [1, 1],
+        "depth": 1,
+        "filters": 1,
+    },  # stride not dividing the width
+    {
+        "input": [3, 3],
+        "kernel": [2, 2],
+        "stride": [1, 1],
+        "padding": [3, 3],
+        "dilation": [1, 1],
+        "depth": 2,
+        "filters": 2,
+    },  # padding >= kernel: (E3) crops
+    {
+        "input": [5, 6],
+        "kernel": [2, 3],
+        "stride": [2, 3],
+        "padding": [1, 2],
+        "dilation": [2, 1],
+        "depth": 3,
+        "filters": 2,
+    },  # everything non-square, dilation
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: json.dumps(c, separators=(",", ":")))
+def test_json_terms_equal_brute_force_and_numbers_agree(cfg):
+    e = explain(
+        cfg["input"],
+        cfg["kernel"],
+        cfg["stride"],
+        cfg["padding"],
+        cfg["depth"],
+        cfg["filters"],
+        cfg["dilation"],
+        seed=len(str(cfg)),
+    )
+    got = json.loads(json.dumps(e.to_json()))
+    inp, wgt, bias = brute_force(cfg)
+    assert got["input_grad"] == inp
+    assert got["weight_grad"] == wgt
+    assert got["bias_grad"] == bias
+    assert e.verification.max_difference < 1e-12
+    # the three computations are independent: check them against each other directly
+    for what in (e.verification.dx, e.verification.dw, e.verification.db):
+        assert np.abs(what["sums"] - what["layer"]).max(initial=0) < 1e-12
+        assert np.abs(what["matrix"] - what["layer"]).max(initial=0) < 1e-12
+
+
+def test_figures_render_for_a_stride_2_case(tmp_path):
+    paths = explain((5, 4), (3, 2), stride=2, padding=1).save_figures(tmp_path)
+    pngs = [p for p in paths if p.suffix == ".png"]
+    svgs = [p for p in paths if p.suffix == ".svg"]
+    assert len(pngs) == len(svgs) == 7
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(p) as img:
+            assert 100 <= img.width <= 4000 and 100 <= img.height <= 2000
+        assert 2_000 < p.stat().st_size < 500_000
+    for p in svgs:
+        assert ET.parse(p).getroot().tag.endswith("svg")
+
+
+def test_latex_has_the_sums_and_matrices():
+    tex = explain().to_latex()
+    assert (
+        r"\frac{\partial E}{\partial w_{12}} &= \delta_{11} a_{12} + \delta_{12} a_{13} + "
+        r"\delta_{21} a_{22} + \delta_{22} a_{23}" in tex
+    )
+    assert r"\begin{bmatrix}" in tex and r"\operatorname{rot180}(W)" in tex
+
+
+def test_cli_formats_and_errors(tmp_path):
+    proc = cnnlab("explain", "--json", "--input", "4x3", "--stride", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["config"]["output"] == [2, 1]
+    proc = cnnlab("explain", cwd=tmp_path)
+    assert "dE/da12 = δ11·w12 + δ12·w11" in proc.stdout
+    assert_clean_error(
+        cnnlab("explain", "--input", "12x12", cwd=tmp_path),
+        2,
+        "too large to print readably",
+        "input <= 8x8",
+    )
+    assert_clean_error(
+        cnnlab("explain", "--input", "3", "--kernel", "5", cwd=tmp_path),
+        2,
+        "larger than the padded input",
+    )
+    assert_clean_error(cnnlab("explain", "--stride", "0", cwd=tmp_path), 2, "stride must be >= 1")
+    assert_clean_error(
+        cnnlab("explain", "--padding", "-1", cwd=tmp_path), 2, "padding must be >= 0"
+    )
+    assert_clean_error(cnnlab("explain", "--kernel", "3xQ", cwd=tmp_path), 2, "AxB")
+    assert_clean_error(
+        cnnlab("explain", "--input", "20", "--json", cwd=tmp_path), 2, "too large", "input <= 16x16"
+    )
