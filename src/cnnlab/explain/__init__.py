@@ -10,6 +10,8 @@ and a numeric instance checks both against :class:`cnnlab.nn.Conv2d` (:mod:`.ver
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,13 @@ def explain(
     terms = enumerate_terms(cfg)
     instance = make_instance(cfg, seed)
     return Explanation(cfg, terms, Names(cfg), instance, verify(cfg, terms, instance), seed)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``cnnlab.explain(...)`` call :func:`explain` while the package stays importable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Explanation:
+        return explain(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
