@@ -86,6 +86,7 @@ def _fetch(url: str, target: Path, md5: str, timeout: float, progress: bool) -> 
                 raise OSError(f"connection closed after {received} of {total} bytes")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
         got = _md5(tmp)
         if got != md5:
             raise OSError(f"checksum mismatch (MD5 {got}, expected {md5})")

@@ -10,9 +10,7 @@ naming the file.
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -121,13 +119,6 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     )
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from cnnlab.io import atomic_write_bytes
+
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(payload))
