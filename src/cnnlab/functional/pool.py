@@ -74,16 +74,6 @@ def _pad(x: np.ndarray, pad: tuple[int, int], value: float) -> np.ndarray:
     return np.pad(x, width, constant_values=value)
 
 
-def _windows(
-    x_padded: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
-) -> np.ndarray:
-    """View of every window: ``(N, C, OH, OW, kh, kw)`` (no copy)."""
-    view = np.lib.stride_tricks.sliding_window_view(x_padded, kernel, axis=(2, 3))
-    return view[
-        :, :, : stride[0] * (out[0] - 1) + 1 : stride[0], : stride[1] * (out[1] - 1) + 1 : stride[1]
-    ]
-
-
 def _tap_slice(p: int, q: int, stride: tuple[int, int], out: tuple[int, int]) -> tuple:
     """Index of the cells that tap ``(p, q)`` of every window reads in the padded input."""
     return (
@@ -133,13 +123,18 @@ def max_pool2d_forward(
     x = float_array(x, "max_pool2d input", ndim=4)
     kernel, step, pad, out = pool_params(x.shape, kernel_size, stride, padding)
     x_padded = _pad(x, pad, -np.inf)
-    n, c = x.shape[:2]
-    # Copy the windows into rows of kh·kw cells: argmax then picks the first maximum.
-    cells = _windows(x_padded, kernel, step, out).reshape(n, c, out[0], out[1], -1)
-    argmax = cells.argmax(axis=-1)
-    y = np.take_along_axis(cells, argmax[..., None], axis=-1)[..., 0]
+    # One pass per tap over all windows at once: a later tap takes over only when it is
+    # strictly larger (so ties keep the first maximum) or NaN (PyTorch's rule).
+    y = x_padded[_tap_slice(0, 0, step, out)].copy()
+    argmax = np.zeros(y.shape, dtype=np.uint8 if kernel[0] * kernel[1] < 256 else np.intp)
+    for tap in range(1, kernel[0] * kernel[1]):
+        cells = x_padded[_tap_slice(*divmod(tap, kernel[1]), step, out)]
+        larger = cells > y
+        larger |= np.isnan(cells)
+        np.copyto(y, cells, where=larger)
+        argmax[larger] = tap
     shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    return y, MaxPoolCache(argmax.astype(np.intp, copy=False), shape, kernel, step, pad)
+    return y, MaxPoolCache(argmax, shape, kernel, step, pad)
 
 
 def max_pool2d_backward(dy: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
