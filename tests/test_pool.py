@@ -152,3 +152,18 @@ def test_fuzz_pool_configs(cfg, kind):
         with pytest.raises(ValueError):
             layer = nn.MaxPool2d(k, s, p) if kind == "max" else nn.AvgPool2d(k, s, p)
             layer(x)
+
+
+def test_nan_counts_as_the_maximum_as_in_torch():
+    x = np.random.default_rng(4).standard_normal((1, 2, 6, 6))
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1, 2, 3] = np.nan
+    for k, s, p in ((2, 2, 0), (3, 1, 1)):
+        layer = nn.MaxPool2d(k, s, p)
+        y = layer(x)
+        dy = np.random.default_rng(5).standard_normal(y.shape)
+        dx = layer.backward(dy)
+        ty, tdx = _torch_pool("max", x, dy, k, s, p)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ty))
+        np.testing.assert_allclose(y[~np.isnan(y)], ty[~np.isnan(ty)], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dx, tdx, rtol=0, atol=1e-12)
