@@ -1,0 +1,69 @@
+"""Shared helpers: timing side by side, the environment report, the allocator setting."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+#: glibc settings used for both sides (set before the interpreter starts, by run.py):
+#: keep freed multi-MB buffers instead of returning them to the kernel every step
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+THREADS = 2
+
+
+def sample(fn: Callable[[], object], min_time: float = 0.05) -> float:
+    """Seconds per call of ``fn``, timed over enough calls to last ``min_time``."""
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or calls >= 1 << 16:
+            return elapsed / calls
+        calls *= 2
+
+
+def side_by_side(
+    ours: Callable[[], object], theirs: Callable[[], object], repeats: int = 7
+) -> tuple[float, float]:
+    """Median seconds per call of each, alternating after a warm-up of both."""
+    for fn in (ours, theirs, ours, theirs):
+        fn()
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(sample(ours))
+        b.append(sample(theirs))
+    return statistics.median(a), statistics.median(b)
+
+
+def environment() -> list[str]:
+    import numpy as np
+    import torch
+
+    lines = [
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
+        f"python {sys.version.split()[0]}; numpy {np.__version__}; torch {torch.__version__}",
+        f"threads: {THREADS} for both (torch.set_num_threads, OpenBLAS)",
+        "allocator (both sides): " + ", ".join(f"{k}={v}" for k, v in ALLOCATOR.items()),
+    ]
+    removed = os.environ.get("CNNLAB_BENCH_UNSET", "")
+    lines.append(
+        f"unset for this process only: {removed}" if removed else "OPENBLAS_* left as found"
+    )
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            lines.append(
+                f"BLAS: {pool.get('internal_api')} {pool.get('version')} "
+                f"core {pool.get('architecture')}, {pool.get('num_threads')} threads"
+            )
+    except ImportError:
+        lines.append("BLAS: (install threadpoolctl to see which kernel runs)")
+    return lines

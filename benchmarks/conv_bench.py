@@ -1,0 +1,80 @@
+"""Convolution forward+backward, cnnlab vs PyTorch, on the shapes of the speed targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common import side_by_side
+
+#: (N, C, H, W, K, k, stride, pad)
+SHAPES = [
+    (64, 1, 28, 28, 6, 5, 1, 2),
+    (64, 6, 14, 14, 16, 5, 1, 0),
+    (32, 3, 32, 32, 32, 3, 1, 1),
+    (32, 32, 32, 32, 64, 3, 2, 1),
+    (8, 64, 56, 56, 64, 3, 1, 1),
+]
+QUICK_SHAPES = [(8, 1, 28, 28, 6, 5, 1, 2), (4, 6, 14, 14, 16, 5, 1, 0)]
+
+
+def flops(shape: tuple[int, ...]) -> float:
+    """Multiply-adds ×2 of forward + input gradient + weight gradient (3 equal GEMMs)."""
+    n, c, h, w, k, ks, s, p = shape
+    oh, ow = (h + 2 * p - ks) // s + 1, (w + 2 * p - ks) // s + 1
+    return 3 * 2.0 * n * k * c * ks * ks * oh * ow
+
+
+def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> dict[str, float]:
+    from cnnlab import nn
+
+    n, c, h, w, k, ks, s, p = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    conv = nn.Conv2d(c, k, ks, stride=s, padding=p, dtype=dtype)
+    dy = rng.standard_normal(conv(x).shape).astype(dtype)
+
+    def ours() -> None:
+        conv(x)
+        conv.backward(dy)
+
+    tconv = torch.nn.Conv2d(c, k, ks, stride=s, padding=p).to(getattr(torch, dtype))
+    tx = torch.tensor(x, requires_grad=True)
+    tdy = torch.tensor(dy)
+
+    def theirs() -> None:
+        tx.grad = None
+        tconv.weight.grad = None
+        tconv.bias.grad = None
+        tconv(tx).backward(tdy)
+
+    t_ours, t_theirs = side_by_side(ours, theirs, repeats)
+    return {
+        "ours": t_ours,
+        "torch": t_theirs,
+        "gflops": flops(shape) / t_ours / 1e9,
+        "torch_gflops": flops(shape) / t_theirs / 1e9,
+    }
+
+
+def run(quick: bool = False) -> list[str]:
+    shapes = QUICK_SHAPES if quick else SHAPES
+    repeats = 3 if quick else 7
+    rows = [
+        "| shape (N,C,H,W→K,k,s,p) | dtype | cnnlab ms | torch ms | ratio (≤ target) "
+        "| cnnlab GFLOP/s | torch GFLOP/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dtype, target in (("float32", 1.4), ("float64", 1.0)):
+        for shape in shapes:
+            r = bench(shape, dtype, repeats)
+            ratio = r["ours"] / r["torch"]
+            n, c, h, w, k, ks, s, p = shape
+            mark = "✓" if ratio <= target else "✗"
+            rows.append(
+                f"| ({n},{c},{h},{w}→{k},{ks},{s},{p}) | {dtype} | {r['ours'] * 1e3:.2f} | "
+                f"{r['torch'] * 1e3:.2f} | {ratio:.2f} {mark} (≤ {target}) | "
+                f"{r['gflops']:.0f} | {r['torch_gflops']:.0f} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
