@@ -29,16 +29,22 @@ def sample(fn: Callable[[], object], min_time: float = 0.05) -> float:
         calls *= 2
 
 
+#: pause before switching sides: OpenBLAS's and PyTorch's OpenMP worker threads spin
+#: for a while after their last job, and on 2 cores the spinning pool of one side would
+#: steal the CPU from the other side's threads
+SETTLE = 0.3
+
+
 def side_by_side(
     ours: Callable[[], object], theirs: Callable[[], object], repeats: int = 7
 ) -> tuple[float, float]:
-    """Median seconds per call of each, alternating after a warm-up of both."""
-    for fn in (ours, theirs, ours, theirs):
-        fn()
+    """Median seconds per call of each, alternating (after a pause and an untimed call)."""
     a, b = [], []
     for _ in range(repeats):
-        a.append(sample(ours))
-        b.append(sample(theirs))
+        for fn, times in ((ours, a), (theirs, b)):
+            time.sleep(SETTLE)
+            fn()
+            times.append(sample(fn))
     return statistics.median(a), statistics.median(b)
 
 

@@ -36,9 +36,12 @@ for x, y in DataLoader(ds, batch_size=64, seed=0).epoch_batches(0):
 """
 
 
+# VmHWM of this process's own memory map: ru_maxrss would include the parent's peak,
+# which a child inherits at fork on Linux
 REPORT = """
-import resource
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print("PEAK_RSS_KB", line.split()[1])
 """
 
 
