@@ -145,6 +145,6 @@ def test_lenet5_learns_full_fashion_mnist(tmp_path):
             progress=False,
         )
     )
-    print(f"fashion-mnist lenet5 8 epochs: {result.final.accuracy:.4f} in {result.seconds:.1f} s")
+    print(f"fashion-mnist lenet5 12 epochs: {result.final.accuracy:.4f} in {result.seconds:.1f} s")
     assert result.final.n == 10000
     assert result.final.accuracy >= 0.90
