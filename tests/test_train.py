@@ -139,7 +139,7 @@ def test_lenet5_learns_full_fashion_mnist(tmp_path):
         TrainConfig(
             dataset="fashion-mnist",
             model="lenet5",
-            epochs=8,
+            epochs=12,
             batch_size=64,
             out=str(tmp_path / "fashion"),
             progress=False,
