@@ -127,6 +127,28 @@ def test_lenet5_learns_the_mnist_sample(tmp_path, mnist_sample_dir):
     print(f"mnist-sample lenet5 10 epochs: {result.final.accuracy:.4f} in {result.seconds:.1f} s")
     assert result.final.n == 2000
     assert result.final.accuracy >= 0.97
+    _predicts_real_digits_drawn_as_photos(result.model, mnist_sample_dir, tmp_path)
+
+
+def _predicts_real_digits_drawn_as_photos(model, data_dir, tmp_path):
+    """Test digits saved as dark-on-white PNGs of another size still read right."""
+    import gzip
+
+    from PIL import Image
+
+    from cnnlab.data.images import load_image
+
+    raw = gzip.decompress((data_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    images = np.frombuffer(raw[16:], np.uint8).reshape(-1, 28, 28)[:50]
+    raw = gzip.decompress((data_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    labels = np.frombuffer(raw[8:], np.uint8)[:50]
+    model.eval()
+    right = 0
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(255 - image).resize((120, 90)).save(path)
+        right += int(model(load_image(path, "mnist")).argmax() == label)
+    assert right >= 45, f"{right}/50 photos of test digits recognised"
 
 
 FASHION = "/usr/share/datasets/fashion-mnist"
