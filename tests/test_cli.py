@@ -89,3 +89,27 @@ def test_resume_through_the_cli_gives_the_straight_run(tmp_path):
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_gradcheck_command_for_every_layer(tmp_path):
+    for layer in ("conv", "linear", "maxpool", "avgpool"):
+        proc = cnnlab("gradcheck", "--layer", layer, "--stride", "2", cwd=tmp_path)
+        assert proc.returncode == 0, (layer, proc.stdout, proc.stderr)
+        assert "PASSED" in proc.stdout
+    proc = cnnlab(
+        "gradcheck",
+        "--layer",
+        "conv",
+        "--input",
+        "5x7",
+        "--kernel",
+        "3x2",
+        "--stride",
+        "2",
+        "--padding",
+        "3",
+        "--dilation",
+        "2",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0 and "PASSED" in proc.stdout, proc.stdout + proc.stderr
