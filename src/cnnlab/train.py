@@ -25,8 +25,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import math
-import signal
-import threading
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ from cnnlab import init, io, models, optim
 from cnnlab.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.errors import TrainingError, TrainingInterrupted
 from cnnlab.evaluate import EvalResult, evaluate
+from cnnlab.faults import SignalCatcher, first_nonfinite, kept
 from cnnlab.nn.losses import CrossEntropyLoss
 from cnnlab.nn.module import Module
 
@@ -157,40 +157,6 @@ def prepare_out_dir(out: Path) -> None:
         ) from None
 
 
-def _first_nonfinite(model: Module, x: np.ndarray) -> str:
-    """Name the first layer whose output is NaN/Inf on ``x`` (a diagnostic forward)."""
-    children = list(model.named_modules())[1:] if hasattr(model, "__iter__") else []
-    if not children:
-        return type(model).__name__
-    for name, layer in children:
-        with np.errstate(all="ignore"):
-            x = layer(x)
-        if not np.isfinite(x).all():
-            return f"layer {name} ({type(layer).__name__})"
-    return "the loss"
-
-
-class _SignalCatcher:
-    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalCatcher:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     if not history:
         return
@@ -286,7 +252,7 @@ def fit(
     started = time.perf_counter()
     final = None
     try:
-        with _SignalCatcher() as signals:
+        with SignalCatcher() as signals:
             while epoch < cfg.epochs:
                 epoch_start = time.perf_counter()
                 model.train()
@@ -300,8 +266,8 @@ def fit(
                     if not math.isfinite(loss):
                         raise TrainingError(
                             f"epoch {epoch + 1}, step {step + 1}: the loss is {loss} — "
-                            f"first non-finite output in {_first_nonfinite(model, x)}; "
-                            f"lower --lr (now {cfg.lr}); {_kept(ckpt_path)}"
+                            f"first non-finite output in {first_nonfinite(model, x)}; "
+                            f"lower --lr (now {cfg.lr}); {kept(ckpt_path)}"
                         )
                     with np.errstate(all="ignore"):
                         model.backward(loss_fn.backward())
@@ -310,7 +276,7 @@ def fit(
                             raise TrainingError(
                                 f"epoch {epoch + 1}, step {step + 1}: NaN/Inf in the "
                                 f"gradient of {name}; lower --lr (now {cfg.lr}); "
-                                f"{_kept(ckpt_path)}"
+                                f"{kept(ckpt_path)}"
                             )
                     opt.step()
                     step += 1
@@ -355,6 +321,16 @@ def fit(
                 )
                 epoch, step, sums = epoch + 1, 0, {"loss": 0.0, "correct": 0, "seen": 0}
                 final = test
+                if cfg.progress:
+                    from tqdm import tqdm
+
+                    last = history[-1]
+                    tqdm.write(
+                        f"epoch {epoch}/{cfg.epochs}: train loss {last['train_loss']:.4f} "
+                        f"acc {last['train_acc']:.2%} | test loss {test.loss:.4f} "
+                        f"acc {test.accuracy:.2%}",
+                        file=sys.stderr,
+                    )
                 checkpoint(epoch, 0)
                 io.save(model, model_path, metadata={"dataset": cfg.dataset})
                 _write_metrics(out / "metrics.csv", history)
@@ -376,12 +352,6 @@ def fit(
         )
     }
     return TrainResult(model, cfg, history, final, out, time.perf_counter() - started, files)
-
-
-def _kept(ckpt_path: Path) -> str:
-    if ckpt_path.exists():
-        return f"the last good checkpoint {ckpt_path} is kept"
-    return "no checkpoint had been written yet"
 
 
 def _progress(cfg: TrainConfig, epoch: int, total: int, initial: int) -> Any:

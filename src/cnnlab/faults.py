@@ -1,0 +1,54 @@
+"""Training faults: NaN/Inf diagnosis and SIGINT/SIGTERM turned into a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.nn.module import Module
+
+__all__ = ["SignalCatcher", "first_nonfinite", "kept"]
+
+
+def first_nonfinite(model: Module, x: np.ndarray) -> str:
+    """Name the first layer whose output is NaN/Inf on ``x`` (a diagnostic forward)."""
+    children = list(model.named_modules())[1:] if hasattr(model, "__iter__") else []
+    if not children:
+        return type(model).__name__
+    for name, layer in children:
+        with np.errstate(all="ignore"):
+            x = layer(x)
+        if not np.isfinite(x).all():
+            return f"layer {name} ({type(layer).__name__})"
+    return "the loss"
+
+
+class SignalCatcher:
+    """Turn SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalCatcher:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def kept(ckpt_path: Path) -> str:
+    if ckpt_path.exists():
+        return f"the last good checkpoint {ckpt_path} is kept"
+    return "no checkpoint had been written yet"
