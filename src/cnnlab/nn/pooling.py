@@ -19,7 +19,26 @@ from cnnlab.nn.module import Module
 __all__ = ["AvgPool2d", "MaxPool2d"]
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """Window geometry shared by the pooling layers, validated at construction."""
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None,
+        padding: int | tuple[int, int],
+    ) -> None:
+        super().__init__()
+        # validate now, on a shape any window fits
+        self.kernel_size, self.stride, self.padding, _ = pool_params(
+            (1, 1, 10**6, 10**6), kernel_size, stride, padding
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
     """Maximum over ``kernel_size`` windows, as ``torch.nn.MaxPool2d``.
 
     Parameters
@@ -46,11 +65,7 @@ class MaxPool2d(Module):
         stride: int | tuple[int, int] | None = None,
         padding: int | tuple[int, int] = 0,
     ) -> None:
-        super().__init__()
-        # validate now, on a shape any window fits
-        self.kernel_size, self.stride, self.padding, _ = pool_params(
-            (1, 1, 10**6, 10**6), kernel_size, stride, padding
-        )
+        super().__init__(kernel_size, stride, padding)
         self._cache: MaxPoolCache | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -62,11 +77,8 @@ class MaxPool2d(Module):
         assert self._cache is not None
         return max_pool2d_backward(dy, self._cache)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class AvgPool2d(Module):
+class AvgPool2d(_Pool2d):
     """Mean over ``kernel_size`` windows, as ``torch.nn.AvgPool2d``.
 
     Parameters
@@ -89,10 +101,7 @@ class AvgPool2d(Module):
         padding: int | tuple[int, int] = 0,
         count_include_pad: bool = True,
     ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, _ = pool_params(
-            (1, 1, 10**6, 10**6), kernel_size, stride, padding
-        )
+        super().__init__(kernel_size, stride, padding)
         self.count_include_pad = bool(count_include_pad)
         self._cache: AvgPoolCache | None = None
 
@@ -106,6 +115,3 @@ class AvgPool2d(Module):
         check_cached(self._cache, "AvgPool2d")
         assert self._cache is not None
         return avg_pool2d_backward(dy, self._cache)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
