@@ -6,11 +6,7 @@ expected, so messages read the same everywhere.
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 import numpy as np
-
-IntPair: TypeAlias = int | tuple[int, int]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -60,17 +56,6 @@ def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def probability(value: object, name: str) -> float:
-    """Return ``value`` as a float in [0, 1)."""
-    try:
-        p = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return p
 
 
 def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -14,6 +14,7 @@ Errors never show a traceback (unless ``--debug``): they are printed as one line
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def _positive_float(what: str, allow_zero: bool = False) -> Any:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if not value == value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{what} must be finite, got {text}")
         if value < 0 or (value == 0 and not allow_zero):
             raise argparse.ArgumentTypeError(

@@ -48,8 +48,7 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
     import cnnlab.io as cio
 
     path = Path(args.checkpoint)
-    model = cio.load(path)
-    metadata = cio.load_metadata(path)
+    model, metadata = cio.load_with_metadata(path)
     dataset = getattr(args, "dataset", None) or metadata.get("dataset")
     if not dataset or dataset == "None":
         raise ValueError(

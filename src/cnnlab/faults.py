@@ -15,8 +15,11 @@ __all__ = ["SignalCatcher", "first_nonfinite", "kept"]
 
 
 def first_nonfinite(model: Module, x: np.ndarray) -> str:
-    """Name the first layer whose output is NaN/Inf on ``x`` (a diagnostic forward)."""
-    children = list(model.named_modules())[1:] if hasattr(model, "__iter__") else []
+    """Name the first layer whose output is NaN/Inf on ``x`` (a diagnostic forward).
+
+    Runs the direct children in order, as :class:`~cnnlab.nn.Sequential` does.
+    """
+    children = list(model.named_children())
     if not children:
         return type(model).__name__
     for name, layer in children:

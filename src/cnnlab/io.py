@@ -167,10 +167,15 @@ def model_from(
 
 def load(path: str | Path) -> Module:
     """Load a model saved by :func:`save` (or the weights of a training checkpoint)."""
+    return load_with_metadata(path)[0]
+
+
+def load_with_metadata(path: str | Path) -> tuple[Module, dict[str, str]]:
+    """:func:`load`, also returning the file's metadata (read and verified once)."""
     path = Path(path)
     tensors, metadata = read_file(path)
     prefix = "model." if metadata.get("kind") == "checkpoint" else ""
-    return model_from(tensors, metadata, path, prefix)
+    return model_from(tensors, metadata, path, prefix), metadata
 
 
 def load_metadata(path: str | Path) -> dict[str, str]:

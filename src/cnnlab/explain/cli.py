@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 __all__ = ["add_cli_arguments", "run_cli"]
 
@@ -59,6 +60,6 @@ def run_cli(args: argparse.Namespace) -> int:
         paths = e.save_figures(args.figures)
         print(
             f"figures: {', '.join(str(p) for p in paths[:2])} and {len(paths) - 2} more",
-            file=__import__("sys").stderr,
+            file=sys.stderr,
         )
     return 0 if e.verification.passed else 1

@@ -128,6 +128,10 @@ class Module:
     def children(self) -> Iterator[Module]:
         yield from self._modules.values()
 
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yield ``(name, module)`` for the direct children, in registration order."""
+        yield from self._modules.items()
+
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """Yield ``(name, module)`` for this module and all below it, depth first."""
         yield prefix, self
