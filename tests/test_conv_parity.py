@@ -53,9 +53,9 @@ def assert_close(name, ours, ref, tol):
     )
 
 
-def check_against_torch(config, dtype, tol, seed=0):
+def check_against_torch(config, dtype, tol, seed=0, keep_fields=True):
     x, w, b, stride, padding, dilation, groups = make(config, dtype, seed)
-    y, cache = conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    y, cache = conv2d_forward(x, w, b, stride, padding, dilation, groups, keep_fields)
     dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
     dx, dw, db = conv2d_backward(dy, cache)
     ref = torch_conv(x, w, b, stride, padding, dilation, groups, dy)
@@ -91,14 +91,18 @@ NASTY = [
 ]
 
 
+# keep_fields: the weight gradient read from the forward's receptive fields, or
+# computed as its own correlation; both must match
+@pytest.mark.parametrize("keep_fields", [True, False])
 @pytest.mark.parametrize("config", NASTY)
-def test_nasty_cases_float64(config):
-    check_against_torch(config, np.float64, TOL64)
+def test_nasty_cases_float64(config, keep_fields):
+    check_against_torch(config, np.float64, TOL64, keep_fields=keep_fields)
 
 
+@pytest.mark.parametrize("keep_fields", [True, False])
 @pytest.mark.parametrize("config", NASTY)
-def test_nasty_cases_float32(config):
-    check_against_torch(config, np.float32, TOL32)
+def test_nasty_cases_float32(config, keep_fields):
+    check_against_torch(config, np.float32, TOL32, keep_fields=keep_fields)
 
 
 @st.composite
@@ -131,15 +135,15 @@ def conv_configs(draw):
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
-@given(config=conv_configs(), seed=st.integers(0, 2**16))
-def test_hypothesis_parity_float64(config, seed):
-    check_against_torch(config, np.float64, TOL64, seed)
+@given(config=conv_configs(), seed=st.integers(0, 2**16), keep_fields=st.booleans())
+def test_hypothesis_parity_float64(config, seed, keep_fields):
+    check_against_torch(config, np.float64, TOL64, seed, keep_fields)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
-@given(config=conv_configs(), seed=st.integers(0, 2**16))
-def test_hypothesis_parity_float32(config, seed):
-    check_against_torch(config, np.float32, TOL32, seed)
+@given(config=conv_configs(), seed=st.integers(0, 2**16), keep_fields=st.booleans())
+def test_hypothesis_parity_float32(config, seed, keep_fields):
+    check_against_torch(config, np.float32, TOL32, seed, keep_fields)
 
 
 @pytest.mark.parametrize("config", NASTY)
@@ -154,6 +158,16 @@ def test_adjoint_identities(config):
     scale = float(np.vdot(np.abs(y), np.abs(delta)))
     assert abs(lhs - float(np.vdot(x, dx))) <= ADJOINT_TOL * scale, (lhs, np.vdot(x, dx))
     assert abs(lhs - float(np.vdot(w, dw))) <= ADJOINT_TOL * scale, (lhs, np.vdot(w, dw))
+
+
+def test_fields_are_kept_only_when_asked_and_small_enough(monkeypatch):
+    import cnnlab.functional.conv as conv_module
+
+    x, w, b, *_ = make((2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, True), np.float64)
+    assert conv2d_forward(x, w, b, padding=1)[1].fields.shape == (2, 3, 3, 3, 8, 8)
+    assert conv2d_forward(x, w, b, padding=1, keep_fields=False)[1].fields is None
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 2 * 3 * 9 * 64 * 8 - 1)
+    assert conv2d_forward(x, w, b, padding=1)[1].fields is None
 
 
 def test_need_dx_false_skips_input_gradient_only():

@@ -21,7 +21,9 @@ from cnnlab.functional import (
     insert_zeros,
     output_size,
     pad2d,
+    receptive_fields,
     rot180,
+    weight_correlation,
 )
 
 TOL = 1e-12
@@ -174,6 +176,42 @@ def test_chunked_batches_give_the_same_result(monkeypatch):
     np.testing.assert_array_equal(correlate2d(x, k, (2, 1), (1, 2), 2), whole)
     np.testing.assert_array_equal(correlate2d(x, wide, 1, 1, 2), whole_rows)
     assert close(whole_rows, correlate2d_reference(x, wide, 1, 1, 2))
+
+
+def test_receptive_fields_hold_what_each_tap_sees():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 9, 8))
+    fields = receptive_fields(x, (3, 2), (2, 3), (2, 1))
+    oh, ow = output_size(9, 3, 2, 2), output_size(8, 2, 3, 1)
+    assert fields.shape == (2, 3, 3, 2, oh, ow)
+    for n, c, m, q, i, j in np.ndindex(fields.shape):
+        assert fields[n, c, m, q, i, j] == x[n, c, i * 2 + m * 2, j * 3 + q]
+    with pytest.raises(ValueError, match="does not fit"):
+        receptive_fields(x, 10)
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_weight_correlation_is_torchs_weight_gradient(monkeypatch, chunk_bytes):
+    if chunk_bytes is not None:  # one sample per chunk of per-sample products
+        monkeypatch.setattr(correlate_module, "CACHE_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 4, 9, 10))
+    w = rng.standard_normal((6, 2, 3, 2))
+    stride, dilation, groups = (2, 1), (1, 3), 2
+    xt, wt = torch.tensor(x), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, None, stride, 0, dilation, groups)
+    delta = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(delta))
+    dw = weight_correlation(receptive_fields(x, (3, 2), stride, dilation), delta, groups)
+    assert dw.shape == w.shape and dw.flags.c_contiguous
+    assert close(dw, wt.grad.numpy())
+    # and correlate2d reading the same fields is the forward product
+    fields = receptive_fields(x, (3, 2), stride, dilation)
+    assert close(correlate2d(x, w, stride, dilation, groups, fields=fields), yt.detach().numpy())
+    with pytest.raises(ValueError, match="fields must be"):
+        correlate2d(x, w, 1, dilation, groups, fields=fields)
+    with pytest.raises(ValueError, match="do not fit"):
+        weight_correlation(fields, delta[:, :, 1:], groups)
 
 
 def test_output_size_formula():

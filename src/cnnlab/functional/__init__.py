@@ -28,7 +28,9 @@ from cnnlab.functional.correlate import (
     insert_zeros,
     output_size,
     pad2d,
+    receptive_fields,
     rot180,
+    weight_correlation,
 )
 from cnnlab.functional.linear import LinearCache, linear_backward, linear_forward
 from cnnlab.functional.losses import (
@@ -69,6 +71,7 @@ __all__: list[str] = [
     "mse_forward",
     "output_size",
     "pad2d",
+    "receptive_fields",
     "relu",
     "relu_backward",
     "rot180",
@@ -77,4 +80,5 @@ __all__: list[str] = [
     "softmax",
     "tanh",
     "tanh_backward",
+    "weight_correlation",
 ]

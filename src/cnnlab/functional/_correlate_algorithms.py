@@ -60,6 +60,50 @@ def windows(
     )
 
 
+def copy_fields(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    fields: np.ndarray,
+) -> None:
+    """Copy every receptive field of ``x`` into ``fields``, ``(N, C, kh, kw, OH, OW)``."""
+    oh, ow = fields.shape[4:]
+    view = windows(x, kernel, stride, dilation, (oh, ow))
+    np.copyto(fields, view.transpose(0, 1, 4, 5, 2, 3))
+
+
+def fields_product(fields: np.ndarray, k: np.ndarray, groups: int, y: np.ndarray) -> None:
+    """``y[n] = k @ fields[n]``: a ``(F/G, C/G·kh·kw) @ (C/G·kh·kw, OH·OW)`` product per sample."""
+    b = fields.shape[0]
+    filters, cg, kh, kw = k.shape
+    fg, taps = filters // groups, cg * kh * kw
+    plane = fields.shape[4] * fields.shape[5]
+    out = y.reshape(b, groups, fg, plane)
+    np.matmul(k.reshape(groups, fg, taps), fields.reshape(b, groups, taps, plane), out=out)
+
+
+def fields_error_product(
+    fields: np.ndarray, delta: np.ndarray, groups: int, dw: np.ndarray, chunk: int
+) -> None:
+    """``dw = Σ_n delta[n] @ fields[n]ᵀ``: per-sample products summed over the batch.
+
+    ``dw[f, c, m, q] = Σ_n Σ_ij delta[n, f, i, j] · fields[n, c', m, q, i, j]`` (``c'``
+    the channel ``c`` of filter ``f``'s group); ``chunk`` samples at a time bound the
+    per-sample products kept before summing.
+    """
+    n, channels, kh, kw, oh, ow = fields.shape
+    filters = delta.shape[1]
+    fg, taps = filters // groups, channels // groups * kh * kw
+    cols = fields.reshape(n, groups, taps, oh * ow).transpose(0, 1, 3, 2)
+    errors = delta.reshape(n, groups, fg, oh * ow)
+    total = dw.reshape(groups, fg, taps)
+    total[...] = 0
+    for start in range(0, n, chunk):
+        part = np.matmul(errors[start : start + chunk], cols[start : start + chunk])
+        total += part.sum(axis=0)
+
+
 def im2col_columns(
     x: np.ndarray,
     k: np.ndarray,
@@ -69,20 +113,16 @@ def im2col_columns(
     y: np.ndarray,
     chunk: int,
 ) -> None:
-    """``y = k @ columns``: a ``(F/G, C/G·kh·kw) @ (C/G·kh·kw, OH·OW)`` product per sample."""
+    """Receptive fields copied into columns, ``chunk`` samples at a time, then products."""
     n, channels = x.shape[:2]
-    filters, cg, kh, kw = k.shape
+    _, _, kh, kw = k.shape
     oh, ow = y.shape[2:]
-    fg, taps = filters // groups, cg * kh * kw
-    k_mat = k.reshape(groups, fg, taps)
-    fields = windows(x, (kh, kw), stride, dilation, (oh, ow))
     for start in range(0, n, chunk):
-        part = fields[start : start + chunk]
+        part = x[start : start + chunk]
         b = part.shape[0]
-        cols = scratch("cols", (b, channels, kh, kw, oh, ow), x.dtype)
-        np.copyto(cols, part.transpose(0, 1, 4, 5, 2, 3))
-        out = y[start : start + b].reshape(b, groups, fg, oh * ow)
-        np.matmul(k_mat, cols.reshape(b, groups, taps, oh * ow), out=out)
+        fields = scratch("cols", (b, channels, kh, kw, oh, ow), x.dtype)
+        copy_fields(part, (kh, kw), stride, dilation, fields)
+        fields_product(fields, k, groups, y[start : start + b])
 
 
 def im2col_rows(

@@ -7,7 +7,9 @@ previous layer and filter gradient are all one primitive, :func:`correlate2d`:
 * (E2)–(E4) ``dE/dx = correlate2d(pad(insert_zeros(δ)), rot180(W) with in/out channels
   swapped)`` — the error map is restored to stride 1, padded so the rotated filter
   reaches every input position, and correlated;
-* (E5) ``dE/dW = correlate2d(padded input, δ)`` — the error map is the kernel;
+* (E5) ``dE/dW = correlate2d(padded input, δ)`` — the error map is the kernel (when
+  the forward pass kept the input's receptive fields, the same sum reads them:
+  :func:`weight_correlation`);
 * (E6) ``dE/db = Σ δ``.
 
 **Dilation** ``r``: the dilated filter is the filter with ``r-1`` zeros between taps,
@@ -30,7 +32,16 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab._validate import array_shape, float_array, pair, positive_int, same_dtype
-from cnnlab.functional.correlate import correlate2d, insert_zeros, pad2d, rot180
+from cnnlab.functional.correlate import (
+    CHUNK_BYTES,
+    correlate2d,
+    insert_zeros,
+    output_size,
+    pad2d,
+    receptive_fields,
+    rot180,
+    weight_correlation,
+)
 
 __all__ = [
     "ConvCache",
@@ -54,6 +65,8 @@ class ConvCache(NamedTuple):
     padding: Padding  #: ((top, bottom), (left, right))
     dilation: tuple[int, int]
     groups: int
+    #: the padded input's receptive fields, as the forward product read them (or None)
+    fields: np.ndarray | None = None
 
 
 def conv_padding(
@@ -126,6 +139,7 @@ def conv2d_forward(
     padding: int | tuple[int, int] | str = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    keep_fields: bool = True,
 ) -> tuple[np.ndarray, ConvCache]:
     """Forward pass of a 2-D convolution layer: ``net = correlate(pad(a), W) + b``.
 
@@ -143,6 +157,11 @@ def conv2d_forward(
         Zeros around the input (see :func:`conv_padding`).
     groups : int
         Must divide the input channels and the number of filters.
+    keep_fields : bool
+        Keep the copy of the input's receptive fields that the product reads, so that
+        the backward pass's weight gradient reads it again instead of copying anew
+        (faster; costs memory: ``kh·kw·C·OH·OW`` values per sample, kept only up to
+        :data:`~cnnlab.functional.correlate.CHUNK_BYTES`). False for inference.
 
     Returns
     -------
@@ -188,11 +207,17 @@ def conv2d_forward(
                 f"{pads[a][0]}+{pads[a][1]}); expected at most {padded}"
             )
     x_padded = pad2d(x, pads)
-    y = correlate2d(x_padded, w, stride, dilation, groups)
+    kernel = (w.shape[2], w.shape[3])
+    oh, ow = (output_size(x_padded.shape[2 + a], kernel[a], stride[a], dilation[a]) for a in (0, 1))
+    fields = None
+    if keep_fields and oh * ow >= kernel[0] * kernel[1]:
+        if x.shape[1] * kernel[0] * kernel[1] * oh * ow * x.shape[0] * x.itemsize <= CHUNK_BYTES:
+            fields = receptive_fields(x_padded, kernel, stride, dilation)
+    y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    return y, ConvCache(x_padded, w, b is not None, shape, stride, pads, dilation, groups)
+    return y, ConvCache(x_padded, w, b is not None, shape, stride, pads, dilation, groups, fields)
 
 
 def conv2d_backward(
@@ -228,7 +253,7 @@ def conv2d_backward(
     ------
     dy: ``(N, F, OH, OW)``; dx: ``(N, C, H, W)``; dw: ``(F, C/groups, kh, kw)``; db: ``(F,)``.
     """
-    x_padded, w, has_bias, x_shape, stride, padding, dilation, groups = cache
+    x_padded, w, has_bias, x_shape, stride, padding, dilation, groups, fields = cache
     n, channels, height, width = x_shape
     filters, cg, kh, kw = w.shape
     fg = filters // groups
@@ -257,19 +282,25 @@ def conv2d_backward(
         w_swapped = w_swapped.reshape(channels, fg, kh, kw)
         dx = correlate2d(delta_full, w_swapped, dilation=dilation, groups=groups)
 
-    # (E5) dw = correlate the padded input with the error map, one 2-D correlation per
-    # (filter, channel) pair summed over the batch: samples play the channels, channels
-    # the batch. The zero-inserted error map is the error map dilated by the stride, so
-    # the roles swap: kernel dilation = forward stride, step over the input = forward
-    # dilation. Input rows that no window reached (the leftovers) are cut off first.
-    used_h = stride[0] * (oh - 1) + dilation[0] * (kh - 1) + 1
-    used_w = stride[1] * (ow - 1) + dilation[1] * (kw - 1) + 1
-    a_prev = x_padded[:, :, :used_h, :used_w].reshape(n, groups, cg, used_h, used_w)
-    a_prev = a_prev.transpose(2, 1, 0, 3, 4).reshape(cg, groups * n, used_h, used_w)
-    dw_t = correlate2d(
-        a_prev, delta.transpose(1, 0, 2, 3), stride=dilation, dilation=stride, groups=groups
-    )
-    dw = np.ascontiguousarray(dw_t.transpose(1, 0, 2, 3))
+    # (E5) dw = correlate the padded input with the error map: the error map is the
+    # kernel, summed over the batch.
+    if fields is not None:
+        # the receptive fields the forward pass copied:
+        # dw[f, c, m, q] = Σ_n Σ_ij δ[n, f, i, j] · a_prev[n, c, i·S + m·r, j·S + q·r]
+        dw = weight_correlation(fields, delta, groups)
+    else:
+        # one 2-D correlation per (filter, channel) pair: samples play the channels,
+        # channels the batch. The zero-inserted error map is the error map dilated by
+        # the stride, so the roles swap: kernel dilation = forward stride, step over the
+        # input = forward dilation. Input rows no window reached (leftovers) are cut.
+        used_h = stride[0] * (oh - 1) + dilation[0] * (kh - 1) + 1
+        used_w = stride[1] * (ow - 1) + dilation[1] * (kw - 1) + 1
+        a_prev = x_padded[:, :, :used_h, :used_w].reshape(n, groups, cg, used_h, used_w)
+        a_prev = a_prev.transpose(2, 1, 0, 3, 4).reshape(cg, groups * n, used_h, used_w)
+        dw_t = correlate2d(
+            a_prev, delta.transpose(1, 0, 2, 3), stride=dilation, dilation=stride, groups=groups
+        )
+        dw = np.ascontiguousarray(dw_t.transpose(1, 0, 2, 3))
     # (E6) db = sum of the error map (over positions and samples), per filter
     db = delta.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db

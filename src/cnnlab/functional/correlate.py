@@ -12,6 +12,10 @@ side:
   one ``np.matmul`` call). It computes in the input's dtype (float32 stays float32) and
   bounds its scratch memory by working on chunks of the batch.
 
+A forward pass that will be followed by a backward pass can copy the receptive fields
+once (:func:`receptive_fields`), hand them to :func:`correlate2d`, and let the weight
+gradient read the same copy (:func:`weight_correlation`).
+
 Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_zeros`
 (the stride's zeros between entries) and :func:`rot180`.
 """
@@ -30,7 +34,9 @@ __all__ = [
     "insert_zeros",
     "output_size",
     "pad2d",
+    "receptive_fields",
     "rot180",
+    "weight_correlation",
 ]
 
 #: Upper bound (bytes) of the im2col scratch copy; larger batches are done in chunks.
@@ -86,6 +92,8 @@ def correlate2d(
     stride: int | tuple[int, int] = 1,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    *,
+    fields: np.ndarray | None = None,
 ) -> np.ndarray:
     """Valid cross-correlation of a batch with a bank of filters (vectorized, BLAS).
 
@@ -104,6 +112,9 @@ def correlate2d(
         taps make the dilated kernel of size ``k_eff = d·(k-1)+1``).
     groups : int
         ``G`` independent correlations over channel blocks of ``C/G``.
+    fields : ndarray, optional
+        ``receptive_fields(x, (kh, kw), stride, dilation)``, already copied: the product
+        reads them instead of copying the receptive fields again.
 
     Returns
     -------
@@ -134,6 +145,15 @@ def correlate2d(
     if x.size == 0 or k.size == 0:  # an empty batch, or sums over nothing
         y[...] = 0
         return y
+    if fields is not None:
+        if fields.shape != (n, channels, kh, kw, oh, ow) or fields.dtype != x.dtype:
+            raise ValueError(
+                f"fields must be receptive_fields(x, ...) of shape "
+                f"{(n, channels, kh, kw, oh, ow)} and dtype {x.dtype}, got "
+                f"{fields.shape} {fields.dtype}"
+            )
+        algorithms.fields_product(fields, k, groups, y)
+        return y
     if oh * ow < kh * kw:
         per_sample = channels * kh * kw * oh * ow
         chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))
@@ -154,6 +174,85 @@ def correlate2d(
     chunk = max(1, min(CHUNK_BYTES, CACHE_CHUNK_BYTES) // (per_sample * x.itemsize))
     algorithms.im2col_columns(x, k, stride, dilation, groups, y, chunk)
     return y
+
+
+def receptive_fields(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+) -> np.ndarray:
+    """Every receptive field of ``x`` copied out (*im2col*), for products that reuse them.
+
+    ``fields[n, c, m, q, i, j] = x[n, c, i·sh + m·dh, j·sw + q·dw]``: the input value
+    that tap ``(m, q)`` of a kernel sees at output position ``(i, j)``. A convolution's
+    forward product (:func:`correlate2d` with ``fields=``) and its weight gradient
+    (:func:`weight_correlation`) both read them, so they are copied once.
+
+    Returns
+    -------
+    ndarray, dtype of ``x``
+        A new C-contiguous array, ``kh·kw`` times the size of the output plane times
+        ``C``: mind its size on large inputs.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; returns ``(N, C, kh, kw, OH, OW)``, ``OH`` as :func:`correlate2d`.
+    """
+    x = float_array(x, "x", ndim=4)
+    kernel = pair(kernel_size, "kernel_size")
+    stride = pair(stride, "stride")
+    dilation = pair(dilation, "dilation")
+    out = tuple(output_size(x.shape[2 + a], kernel[a], stride[a], dilation[a]) for a in (0, 1))
+    if min(out) < 1:
+        raise ValueError(
+            f"the (dilated) kernel does not fit in the {x.shape[2]}x{x.shape[3]} input"
+        )
+    fields = np.empty((*x.shape[:2], *kernel, *out), dtype=x.dtype)
+    algorithms.copy_fields(x, kernel, stride, dilation, fields)
+    return fields
+
+
+def weight_correlation(fields: np.ndarray, delta: np.ndarray, groups: int = 1) -> np.ndarray:
+    """Correlate an input with an error map, reading the input's stored receptive fields.
+
+    ``dw[f, c, m, q] = Σ_n Σ_i Σ_j δ[n, f, i, j] · fields[n, c', m, q, i, j]`` with
+    ``c'`` the ``c``-th channel of filter ``f``'s group: step (E5) of the derivation, the
+    weight gradient, as a product of each sample's error map with its receptive fields,
+    summed over the batch. Equal to ``correlate2d`` of the input with the error map
+    (see :func:`cnnlab.functional.conv2d_backward`), without copying the fields again.
+
+    Parameters
+    ----------
+    fields : ndarray
+        :func:`receptive_fields` of the (padded) input, as the forward pass used them.
+    delta : ndarray, dtype of ``fields``
+        The error map of the layer's output.
+    groups : int
+
+    Returns
+    -------
+    ndarray
+        ``dw``, C-contiguous.
+
+    Shapes
+    ------
+    fields: ``(N, C, kh, kw, OH, OW)``; delta: ``(N, F, OH, OW)``; dw: ``(F, C/G, kh, kw)``.
+    """
+    n, channels, kh, kw, oh, ow = fields.shape
+    filters = delta.shape[1]
+    if delta.shape != (n, filters, oh, ow) or filters % groups or channels % groups:
+        raise ValueError(
+            f"delta of shape {delta.shape} and groups={groups} do not fit fields of shape "
+            f"{fields.shape}: expected delta (N, F, OH, OW) = ({n}, F, {oh}, {ow}) with F "
+            f"and C={channels} divisible by groups"
+        )
+    dw = np.empty((filters, channels // groups, kh, kw), dtype=fields.dtype)
+    per_sample = filters * (channels // groups) * kh * kw * fields.itemsize
+    algorithms.fields_error_product(
+        fields, delta, groups, dw, max(1, CACHE_CHUNK_BYTES // per_sample)
+    )
+    return dw
 
 
 def correlate2d_reference(

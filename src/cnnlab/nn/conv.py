@@ -111,7 +111,14 @@ class Conv2d(Module):
             )
         bias = None if self.bias is None else self.bias.data
         y, self._cache = conv2d_forward(
-            x, self.weight.data, bias, self.stride, self.padding, self.dilation, self.groups
+            x,
+            self.weight.data,
+            bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            keep_fields=self.training,  # only training runs the backward pass that reads them
         )
         return y
 
