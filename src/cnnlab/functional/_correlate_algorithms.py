@@ -166,9 +166,11 @@ def nonzero_lattice(x: np.ndarray, strided: tuple[bool, bool] = (False, False)) 
     axis ``a`` (lattices are only used with unit steps of the correlation there).
     ``((0, 1, 0), (0, 1, 0))`` if all is zero.
     """
-    # plane-wise max and min over samples and channels: no temporary of x's size
-    high, low = x.max(axis=(0, 1)), x.min(axis=(0, 1))
-    plane = (high != 0) | (low != 0) | np.isnan(high)
+    # OR of the bit patterns over samples and channels: one pass, no temporary of x's
+    # size; non-zero wherever some entry is (NaN too; -0.0 counts as non-zero: safe)
+    bits = np.ascontiguousarray(x).view(np.dtype(f"u{x.itemsize}"))
+    plane = np.bitwise_or.reduce(bits.reshape(-1, x.shape[2] * x.shape[3]), axis=0) != 0
+    plane = plane.reshape(x.shape[2], x.shape[3])
     axes = []
     for axis, flags in enumerate((plane.any(axis=1), plane.any(axis=0))):
         where = np.flatnonzero(flags)
