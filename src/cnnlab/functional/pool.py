@@ -163,11 +163,11 @@ def max_pool2d_backward(dy: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     dx_padded = np.empty(shape, dtype=dy.dtype) if tiled else np.zeros(shape, dtype=dy.dtype)
     for tap in range(kernel[0] * kernel[1]):
         p, q = divmod(tap, kernel[1])
-        routed = (argmax == tap) * dy
+        cells = dx_padded[_tap_slice(p, q, step, out)]
         if overlap:
-            dx_padded[_tap_slice(p, q, step, out)] += routed
-        else:  # each cell is in at most one window: assign
-            dx_padded[_tap_slice(p, q, step, out)] = routed
+            cells += (argmax == tap) * dy
+        else:  # each cell is in at most one window: write the product in place
+            np.multiply(argmax == tap, dy, out=cells)
     return dx_padded[:, :, pad[0] : pad[0] + h, pad[1] : pad[1] + w]
 
 
