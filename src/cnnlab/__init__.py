@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from cnnlab import data, explain, functional, gradcheck, init, models, nn, optim
+from cnnlab import data, explain, functional, gradcheck, init, models, nn, optim, parallel
 from cnnlab.io import load, save
 
 # ``cnnlab.gradcheck`` is both the module (with the CLI hooks) and, being callable,
@@ -25,5 +25,6 @@ __all__ = [
     "models",
     "nn",
     "optim",
+    "parallel",
     "save",
 ]

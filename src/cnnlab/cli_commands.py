@@ -18,6 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        workers=args.workers,
         optimizer=args.optimizer,
         lr=args.lr,
         weight_decay=args.weight_decay,

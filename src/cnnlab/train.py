@@ -41,6 +41,7 @@ from cnnlab.evaluate import EvalResult, evaluate
 from cnnlab.faults import SignalCatcher, first_nonfinite, kept
 from cnnlab.nn.losses import CrossEntropyLoss
 from cnnlab.nn.module import Module
+from cnnlab.parallel import DataParallel
 
 __all__ = ["EvalResult", "TrainConfig", "TrainResult", "evaluate", "fit"]
 
@@ -74,6 +75,7 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: int | None = None
     batch_size: int = 64
+    workers: int = 1
     optimizer: str = "adam"
     lr: float | None = None
     weight_decay: float = 0.0
@@ -110,7 +112,7 @@ class TrainConfig:
             c.epochs = DEFAULT_EPOCHS.get(c.dataset, 10)
         if c.lr is None:
             c.lr = DEFAULT_LR[c.optimizer]
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -248,6 +250,7 @@ def fit(
     skip_dx = first is not None and hasattr(first, "needs_input_grad")
     if skip_dx:
         first.needs_input_grad = False  # the image's error is never needed
+    runner = DataParallel(model, cfg.workers)  # the batch split over threads, if > 1
     loss_fn = CrossEntropyLoss()
     started = time.perf_counter()
     final = None
@@ -261,7 +264,7 @@ def fit(
                     x = x.astype(dtype, copy=False)
                     model.zero_grad()
                     with np.errstate(all="ignore"):
-                        logits = model(x)
+                        logits = runner(x)
                         loss = loss_fn(logits, y)
                     if not math.isfinite(loss):
                         raise TrainingError(
@@ -270,7 +273,7 @@ def fit(
                             f"lower --lr (now {cfg.lr}); {kept(ckpt_path)}"
                         )
                     with np.errstate(all="ignore"):
-                        model.backward(loss_fn.backward())
+                        runner.backward(loss_fn.backward())
                     for name, p in model.named_parameters():
                         if not np.isfinite(p.grad).all():
                             raise TrainingError(
