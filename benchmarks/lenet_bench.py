@@ -26,15 +26,24 @@ def torch_lenet5() -> torch.nn.Sequential:
     )
 
 
-def bench(batch: int, dtype: str, train: bool, repeats: int) -> tuple[float, float]:
-    """Images per second of (cnnlab, torch) for one training step or one inference."""
+def bench(
+    batch: int, dtype: str, train: bool, repeats: int, workers: int = 1
+) -> tuple[float, float]:
+    """Images per second of (cnnlab, torch) for one training step or one inference.
+
+    ``workers`` > 1 runs cnnlab's model through :class:`cnnlab.parallel.DataParallel`
+    (the batch split over that many threads, BLAS at one thread each), as
+    ``cnnlab train --workers`` does; PyTorch always uses its own 2 threads.
+    """
     from cnnlab import models, nn, optim
+    from cnnlab.parallel import DataParallel
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(dtype)
     y = rng.integers(0, 10, batch)
     model = models.lenet5(dtype=dtype)
     model[0].needs_input_grad = False  # as the training loop does
+    runner = DataParallel(model, workers)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=1e-3)
     twin = torch_lenet5().to(getattr(torch, dtype))
@@ -45,8 +54,8 @@ def bench(batch: int, dtype: str, train: bool, repeats: int) -> tuple[float, flo
 
         def ours() -> None:
             model.zero_grad()
-            loss_fn(model(x), y)
-            model.backward(loss_fn.backward())
+            loss_fn(runner(x), y)
+            runner.backward(loss_fn.backward())
             opt.step()
 
         def theirs() -> None:
@@ -57,7 +66,7 @@ def bench(batch: int, dtype: str, train: bool, repeats: int) -> tuple[float, flo
         model.eval()
 
         def ours() -> None:
-            model(x)
+            runner(x)
 
         def theirs() -> None:
             with torch.no_grad():
@@ -69,22 +78,33 @@ def bench(batch: int, dtype: str, train: bool, repeats: int) -> tuple[float, flo
 
 def run(quick: bool = False) -> list[str]:
     cases = (
-        [(64, True), (256, False)] if quick else [(1, True), (64, True), (256, True), (256, False)]
+        [(64, True, 1), (64, True, 2), (256, False, 2)]
+        if quick
+        else [
+            (1, True, 1),
+            (64, True, 1),
+            (64, True, 2),
+            (256, True, 1),
+            (256, True, 2),
+            (256, False, 1),
+            (256, False, 2),
+        ]
     )
     targets = {(64, True): 1.0, (256, True): 0.8}
     rows = [
-        "| LeNet-5 | batch | dtype | cnnlab img/s | torch img/s | ratio (≥ target) |",
-        "|---|---|---|---|---|---|",
+        "| LeNet-5 | batch | cnnlab workers | dtype | cnnlab img/s | torch img/s "
+        "| ratio (≥ target) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for dtype in ("float32",) if quick else ("float32", "float64"):
-        for batch, train in cases:
-            ours, theirs = bench(batch, dtype, train, 3 if quick else 7)
+        for batch, train, workers in cases:
+            ours, theirs = bench(batch, dtype, train, 3 if quick else 7, workers)
             ratio = ours / theirs
             target = targets.get((batch, train)) if dtype == "float32" else None
             mark = "" if target is None else (" ✓" if ratio >= target else " ✗") + f" (≥ {target})"
             rows.append(
-                f"| {'train' if train else 'infer'} | {batch} | {dtype} | {ours:,.0f} | "
-                f"{theirs:,.0f} | {ratio:.2f}{mark} |"
+                f"| {'train' if train else 'infer'} | {batch} | {workers} | {dtype} | "
+                f"{ours:,.0f} | {theirs:,.0f} | {ratio:.2f}{mark} |"
             )
             print(rows[-1], flush=True)
     return rows
