@@ -32,7 +32,7 @@ def bench(
     """Images per second of (cnnlab, torch) for one training step or one inference.
 
     ``workers`` > 1 runs cnnlab's model through :class:`cnnlab.parallel.DataParallel`
-    (the batch split over that many threads, BLAS at one thread each), as
+    (the batch split over that many processes, BLAS at one thread each), as
     ``cnnlab train --workers`` does; PyTorch always uses its own 2 threads.
     """
     from cnnlab import models, nn, optim

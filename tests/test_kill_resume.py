@@ -42,11 +42,14 @@ def _train(cwd, data_dir, out, *extra):
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_sample_dir, sig):
-    proc = subprocess.Popen(
-        _train(tmp_path, mnist_sample_dir, "cut"), cwd=tmp_path, stderr=subprocess.PIPE, text=True
-    )
+@pytest.mark.parametrize(
+    "sig,workers", [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGINT, "2")]
+)
+def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_sample_dir, sig, workers):
+    def train(out, *extra):
+        return _train(tmp_path, mnist_sample_dir, out, "--workers", workers, *extra)
+
+    proc = subprocess.Popen(train("cut"), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     ckpt = tmp_path / "cut" / "checkpoint.safetensors"
     deadline = time.monotonic() + 240
     while not ckpt.exists():  # the first epoch's checkpoint: we are now in epoch 2
@@ -64,7 +67,7 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_sample_dir,
     assert len(json.loads(meta["history"])) == int(meta["epoch"])
 
     resumed = subprocess.run(
-        _train(tmp_path, mnist_sample_dir, "cut", "--resume"),
+        train("cut", "--resume"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -72,7 +75,7 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_sample_dir,
     )
     assert resumed.returncode == 0, resumed.stderr
     whole = subprocess.run(
-        _train(tmp_path, mnist_sample_dir, "whole"),
+        train("whole"),
         cwd=tmp_path,
         capture_output=True,
         text=True,

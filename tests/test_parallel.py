@@ -1,4 +1,4 @@
-"""DataParallel: the batch split over threads gives PyTorch's results, step after step."""
+"""DataParallel: the batch split over processes gives PyTorch's results, step after step."""
 
 from __future__ import annotations
 
@@ -79,6 +79,24 @@ def test_eval_mode_and_dropout_are_reproducible():
     np.testing.assert_array_equal(first[0], second[0])  # same seeds, same masks
     assert not np.array_equal(first[0][:3], first[0][3:])  # each slice its own mask
     np.testing.assert_array_equal(first[1], first[2])  # eval: no dropout, same as model
+
+
+def test_workers_end_with_close_and_a_dead_worker_is_reported():
+    model = models.lenet5(dtype=np.float64)
+    x = np.zeros((4, 1, 28, 28))
+    with DataParallel(model, 2) as runner:
+        runner(x)
+        (worker,) = runner._processes
+        assert worker.is_alive()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    runner = DataParallel(model, 2)
+    runner(x)
+    runner._processes[0].kill()
+    runner._processes[0].join(timeout=10)
+    with pytest.raises(RuntimeError, match="worker process ended unexpectedly"):
+        runner(x)
+    runner.close()
 
 
 def test_bad_use_is_refused():

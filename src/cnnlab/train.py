@@ -250,7 +250,7 @@ def fit(
     skip_dx = first is not None and hasattr(first, "needs_input_grad")
     if skip_dx:
         first.needs_input_grad = False  # the image's error is never needed
-    runner = DataParallel(model, cfg.workers)  # the batch split over threads, if > 1
+    runner = DataParallel(model, cfg.workers)  # the batch split over processes, if > 1
     loss_fn = CrossEntropyLoss()
     started = time.perf_counter()
     final = None
@@ -339,6 +339,7 @@ def fit(
                 _write_metrics(out / "metrics.csv", history)
                 plot_curves(history, out / "curves.png")
     finally:
+        runner.close()
         if skip_dx:
             first.needs_input_grad = True
     if final is None:  # resumed a run that was already complete
