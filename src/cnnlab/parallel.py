@@ -124,12 +124,11 @@ def _worker(conn: Connection, replica: Module) -> None:
         try:
             if kind == "forward":
                 _, param_name, layout, (x_name, x_shape, x_dtype, a, b), flags = message
+                # the replica's values ARE the shared block (the caller writes them
+                # between steps): no copy
                 values = _views(_attach(params, param_name).buf, layout)
                 for p, v in zip(replica.parameters(), values, strict=True):
-                    if p.data.shape != v.shape or p.data.dtype != v.dtype:
-                        p.data = np.empty_like(v)
-                        p.grad = np.zeros_like(v)
-                    p.data[...] = v
+                    p.data = v
                 for name, (training, needs_dx, seed) in flags.items():
                     module = modules[name]
                     object.__setattr__(module, "training", training)
@@ -137,16 +136,17 @@ def _worker(conn: Connection, replica: Module) -> None:
                         module.needs_input_grad = needs_dx
                     if seed is not None and isinstance(module, Dropout):
                         module.rng = np.random.default_rng(seed)
+                # a view: the caller rewrites the block only for the next forward pass
                 x = np.ndarray(x_shape, np.dtype(x_dtype), buffer=_attach(inputs, x_name).buf)
-                conn.send(("ok", replica(x[a:b].copy())))  # a copy: layers may keep x
+                conn.send(("ok", replica(x[a:b])))
             elif kind == "backward":
                 _, grad_name, layout, dy = message
-                replica.zero_grad()
-                dx = replica.backward(dy)
+                # gradients accumulate straight into the shared block the caller reads
                 out = _views(_attach(grads, grad_name).buf, layout)
                 for p, g in zip(replica.parameters(), out, strict=True):
-                    g[...] = p.grad
-                conn.send(("ok", dx))
+                    p.grad = g
+                replica.zero_grad()
+                conn.send(("ok", replica.backward(dy)))
         except BaseException as error:  # report it; the caller raises it
             try:
                 conn.send(("error", error))
