@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only conv|lenet|rss|naive]``.
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only conv|floor|lenet|rss|naive]``.
 
 Each cnnlab figure is measured beside PyTorch's in the same process and run (same
 thread count, alternating, after a warm-up, median of 7), and printed as a ratio.
@@ -34,7 +34,9 @@ def _reexec() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
-    parser.add_argument("--only", choices=("conv", "lenet", "rss", "naive"), action="append")
+    parser.add_argument(
+        "--only", choices=("conv", "floor", "lenet", "rss", "naive"), action="append"
+    )
     args = parser.parse_args()
     _reexec()
     import torch
@@ -43,7 +45,7 @@ def main() -> int:
     print(f"cnnlab benchmarks, {datetime.date.today()}")
     for line in environment():
         print(line)
-    sections = args.only or ["conv", "lenet", "rss", "naive"]
+    sections = args.only or ["conv", "floor", "lenet", "rss", "naive"]
     for name in sections:
         module = __import__(f"{name}_bench")
         print()
