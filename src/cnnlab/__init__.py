@@ -6,7 +6,7 @@ The convolution layer's backward pass is written to read like its derivation
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from cnnlab import data, explain, functional, gradcheck, init, models, nn, optim, parallel
 from cnnlab.io import load, save

@@ -41,23 +41,38 @@ from cnnlab.nn import Dropout, Module
 
 __all__ = ["DataParallel"]
 
-_controller: ThreadpoolController | None = None
+_blas: list[Any] | None = None
 
 
-def _blas_controller() -> ThreadpoolController:
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's handles on the loaded BLAS libraries (found once)."""
+    global _blas
+    if _blas is None:
+        _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return _blas
+
+
+class _OneBlasThread:
+    """While active, BLAS runs on one thread in this process (set and restored directly:
+    cheaper than a threadpoolctl limit per call, which matters twice a step)."""
+
+    def __enter__(self) -> None:
+        self.saved = [(lib, lib.num_threads) for lib in _blas_libraries()]
+        for lib, _ in self.saved:
+            lib.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        for lib, threads in self.saved:
+            lib.set_num_threads(threads)
 
 
 Layout = list[tuple[int, tuple[int, ...], str]]  # per parameter: (offset, shape, dtype)
 
 
-def _layout(model: Module) -> tuple[Layout, int]:
+def _layout(params: list[Any]) -> tuple[Layout, int]:
     """Where each parameter lives in a packed buffer, and the buffer's size in bytes."""
     layout, offset = [], 0
-    for p in model.parameters():
+    for p in params:
         layout.append((offset, tuple(p.data.shape), p.data.dtype.str))
         offset += p.data.nbytes + (-p.data.nbytes) % 8
     return layout, max(offset, 8)
@@ -107,7 +122,8 @@ def _worker(conn: Connection, replica: Module) -> None:
     """A worker process: run the replica on what the caller sends, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _blas_controller().limit(limits=1, user_api="blas")
+    for lib in _blas_libraries():
+        lib.set_num_threads(1)
     # attached shared blocks, by role
     params: dict[str, SharedMemory] = {}
     grads: dict[str, SharedMemory] = {}
@@ -211,6 +227,8 @@ class DataParallel:
         self._params, self._inputs = _Shared(), _Shared()
         self._grads: list[_Shared] = []
         self._sizes: list[int] = []  # samples per slice in the last forward pass
+        self._layout: tuple[Layout, int] = ([], 0)  # of the parameters, in that pass
+        self._modules: list[tuple[str, Module]] = []  # as the workers' replicas have them
         self._finalizer: weakref.finalize | None = None
 
     # -- worker management -------------------------------------------------------
@@ -220,6 +238,8 @@ class DataParallel:
         # one resource tracker for all: started before the fork, the workers inherit it,
         # and blocks they attach stay registered once, to be unlinked by this process
         resource_tracker.ensure_running()
+        if not self._processes:
+            self._modules = list(self.model.named_modules())
         while len(self._processes) < count:
             parent, child = context.Pipe()
             process = context.Process(
@@ -272,7 +292,7 @@ class DataParallel:
         results: list[Any] = []
         failure: BaseException | None = None
         try:
-            with _blas_controller().limit(limits=1, user_api="blas"):
+            with _OneBlasThread():
                 results.append(local())
         except BaseException as error:
             failure = error
@@ -298,40 +318,39 @@ class DataParallel:
         if self.workers == 1 or x.ndim == 0 or x.shape[0] < 2:
             self._sizes = []
             return self.model(x)
-        parts = np.array_split(x, min(self.workers, x.shape[0]))
-        self._sizes = [len(p) for p in parts]
-        self._start(len(parts) - 1)
-        layout, nbytes = _layout(self.model)
+        count = min(self.workers, x.shape[0])  # slices as np.array_split cuts them
+        self._sizes = [x.shape[0] // count + (i < x.shape[0] % count) for i in range(count)]
+        if len(self._processes) < count - 1:
+            self._start(count - 1)
+        params = self.model.parameters()
+        self._layout = layout, nbytes = _layout(params)
         block = self._params.ensure(nbytes)
-        for value, view in zip(self.model.parameters(), _views(block.buf, layout), strict=True):
+        for value, view in zip(params, _views(block.buf, layout), strict=True):
             view[...] = value.data
         # the other slices, one after the other, in a shared block: worker i reads its own
-        rest = np.ascontiguousarray(x[self._sizes[0] :])
+        rest = x[self._sizes[0] :]
         inputs = self._inputs.ensure(rest.nbytes)
         np.ndarray(rest.shape, rest.dtype, buffer=inputs.buf)[...] = rest
-        flags = self._flags()
         start = 0
         for index, size in enumerate(self._sizes[1:]):
             where = (inputs.name, rest.shape, rest.dtype.str, start, start + size)
-            self._send(index, ("forward", block.name, layout, where, flags[index]))
+            self._send(index, ("forward", block.name, layout, where, self._flags()))
             start += size
-        outputs = self._gather(lambda: self.model(parts[0]), len(parts) - 1)
+        first = x[: self._sizes[0]]
+        outputs = self._gather(lambda: self.model(first), count - 1)
         return np.concatenate(outputs)
 
-    def _flags(self) -> list[dict[str, tuple[bool, bool | None, int | None]]]:
-        """Per worker: each module's mode, input-gradient switch and Dropout seed."""
-        per_worker: list[dict[str, tuple[bool, bool | None, int | None]]] = []
-        for _ in self._sizes[1:]:
-            flags = {}
-            for name, module in self.model.named_modules():
-                needs_dx = getattr(module, "needs_input_grad", None)
-                seed = None
-                if isinstance(module, Dropout) and module.training:
-                    source = module.rng if module.rng is not None else init.default_generator()
-                    seed = int(source.integers(2**63))
-                flags[name] = (module.training, needs_dx, seed)
-            per_worker.append(flags)
-        return per_worker
+    def _flags(self) -> dict[str, tuple[bool, bool | None, int | None]]:
+        """For one worker: each module's mode, input-gradient switch and Dropout seed."""
+        flags = {}
+        for name, module in self._modules:
+            needs_dx = getattr(module, "needs_input_grad", None)
+            seed = None
+            if isinstance(module, Dropout) and module.training:
+                source = module.rng if module.rng is not None else init.default_generator()
+                seed = int(source.integers(2**63))
+            flags[name] = (module.training, needs_dx, seed)
+        return flags
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """Backward through every slice; the gradients are ADDED into the model's.
@@ -347,7 +366,7 @@ class DataParallel:
                 f"got shape {dy.shape}"
             )
         parts = np.split(dy, np.cumsum(self._sizes)[:-1])
-        layout, nbytes = _layout(self.model)
+        layout, nbytes = self._layout
         for index, part in enumerate(parts[1:]):
             block = self._grads[index].ensure(nbytes)
             self._send(index, ("backward", block.name, layout, part))
