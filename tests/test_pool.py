@@ -20,6 +20,7 @@ CASES = [
     (2, 1, 6, 9, (2, 3), (1, 2), (1, 1)),  # non-square everything, stride 1 overlap
     (3, 2, 5, 5, 3, 1, 0),  # heavy overlap
     (1, 1, 4, 3, 2, 2, 1),  # padding at the edge, odd width
+    (2, 2, 7, 9, 2, 2, 1),  # the 2x2 tournament with -inf padding, odd sizes
 ]
 
 

@@ -123,6 +123,11 @@ def max_pool2d_forward(
     x = float_array(x, "max_pool2d input", ndim=4)
     kernel, step, pad, out = pool_params(x.shape, kernel_size, stride, padding)
     x_padded = _pad(x, pad, -np.inf)
+    shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    if kernel == step == (2, 2):
+        pooled = _max_pool_2x2(x_padded, out)
+        if pooled is not None:
+            return pooled[0], MaxPoolCache(pooled[1], shape, kernel, step, pad)
     # One pass per tap over all windows at once: a later tap takes over only when it is
     # strictly larger (so ties keep the first maximum) or NaN (PyTorch's rule).
     y = x_padded[_tap_slice(0, 0, step, out)].copy()
@@ -136,8 +141,31 @@ def max_pool2d_forward(
         flag = larger.view(np.uint8).astype(argmax.dtype, copy=False)
         argmax -= flag * argmax
         argmax += flag * argmax.dtype.type(tap)
-    shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     return y, MaxPoolCache(argmax, shape, kernel, step, pad)
+
+
+def _max_pool_2x2(
+    x_padded: np.ndarray, out: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The common 2×2, stride-2 case as a tournament: two pairs, then their winners.
+
+    Three maxima and three comparisons instead of a pass per tap; a strict ``>`` keeps
+    the first of equal values at each round, so the winner is the first maximum in
+    row-major order. None when a window holds a NaN (the general passes apply the NaN
+    rule).
+    """
+    a, b = x_padded[_tap_slice(0, 0, (2, 2), out)], x_padded[_tap_slice(0, 1, (2, 2), out)]
+    c, d = x_padded[_tap_slice(1, 0, (2, 2), out)], x_padded[_tap_slice(1, 1, (2, 2), out)]
+    top, right_top = np.maximum(a, b), (b > a).view(np.uint8)
+    bottom, right_bottom = np.maximum(c, d), (d > c).view(np.uint8)
+    lower = (bottom > top).view(np.uint8)
+    y = np.maximum(top, bottom, out=top)
+    if np.isnan(y).any():
+        return None
+    # tap = 2·lower + (right_bottom if lower else right_top), in uint8 bit arithmetic
+    argmax = right_top ^ ((right_top ^ right_bottom) & lower)
+    argmax |= lower << 1
+    return y, argmax
 
 
 def max_pool2d_backward(dy: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
