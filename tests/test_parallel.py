@@ -63,6 +63,28 @@ def test_training_steps_follow_torch_and_the_first_layer_may_skip_dx():
         assert np.abs(p.data - ref).max() < 1e-10, name
 
 
+def test_a_model_converted_between_steps_and_a_growing_batch_still_match():
+    model = models.lenet5(dtype=np.float32)
+    runner = DataParallel(model, 2)
+    rng = np.random.default_rng(5)
+    runner(rng.standard_normal((4, 1, 28, 28)).astype(np.float32))
+    model.astype(np.float64)  # new parameter arrays, twice the bytes: new shared blocks
+    twin = _torch_lenet5()
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    x, dy = rng.standard_normal((10, 1, 28, 28)), rng.standard_normal((10, 10))
+    model.zero_grad()
+    y = runner(x)
+    runner.backward(dy)
+    tx = torch.tensor(x)
+    ty = twin(tx)
+    ty.backward(torch.tensor(dy))
+    assert np.abs(y - ty.detach().numpy()).max() < 1e-12
+    for name, p in model.named_parameters():
+        ref = dict(twin.named_parameters())[name].grad.numpy()
+        assert np.abs(p.grad - ref).max() <= 1e-11 * max(1, np.abs(ref).max()), name
+    runner.close()
+
+
 def test_eval_mode_and_dropout_are_reproducible():
     def run():
         rng = np.random.default_rng(4)

@@ -100,7 +100,10 @@ class _Shared:
 
     def close(self) -> None:
         if self.block is not None:
-            self.block.close()
+            try:
+                self.block.close()
+            except BufferError:  # a view of it is still alive; the mapping goes with it
+                pass
             try:
                 self.block.unlink()
             except FileNotFoundError:  # already gone (e.g. the system cleaned up)
@@ -109,10 +112,13 @@ class _Shared:
 
 
 def _attach(cache: dict[str, SharedMemory], name: str) -> SharedMemory:
-    if name not in cache:
-        for old in cache.values():
-            old.close()
-        cache.clear()
+    if name not in cache:  # the caller replaced the block: let go of the old ones
+        for key, old in list(cache.items()):
+            try:
+                old.close()
+                del cache[key]
+            except BufferError:  # the replica still holds views of it: retried later
+                pass
         # the creator owns (and unlinks) the block; forked workers share its resource
         # tracker, so attaching here registers nothing new
         cache[name] = SharedMemory(name=name)
