@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -25,6 +27,21 @@ def flops(shape: tuple[int, ...]) -> float:
     return 3 * 2.0 * n * k * c * ks * ks * oh * ow
 
 
+def torch_step(shape: tuple[int, ...], x: np.ndarray, dy: np.ndarray) -> Callable[[], None]:
+    """PyTorch's forward + backward of the layer ``shape`` on ``x`` with error ``dy``."""
+    _, c, _, _, k, ks, s, p = shape
+    conv = torch.nn.Conv2d(c, k, ks, stride=s, padding=p).to(torch.from_numpy(x).dtype)
+    tx, tdy = torch.tensor(x, requires_grad=True), torch.tensor(dy)
+
+    def step() -> None:
+        tx.grad = None
+        conv.weight.grad = None
+        conv.bias.grad = None
+        conv(tx).backward(tdy)
+
+    return step
+
+
 def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> dict[str, float]:
     from cnnlab import nn
 
@@ -38,17 +55,7 @@ def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> dict[str, float]:
         conv(x)
         conv.backward(dy)
 
-    tconv = torch.nn.Conv2d(c, k, ks, stride=s, padding=p).to(getattr(torch, dtype))
-    tx = torch.tensor(x, requires_grad=True)
-    tdy = torch.tensor(dy)
-
-    def theirs() -> None:
-        tx.grad = None
-        tconv.weight.grad = None
-        tconv.bias.grad = None
-        tconv(tx).backward(tdy)
-
-    t_ours, t_theirs = side_by_side(ours, theirs, repeats)
+    t_ours, t_theirs = side_by_side(ours, torch_step(shape, x, dy), repeats)
     return {
         "ours": t_ours,
         "torch": t_theirs,

@@ -12,10 +12,9 @@ alone leaves room for.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from common import side_by_side
-from conv_bench import QUICK_SHAPES, SHAPES
+from conv_bench import QUICK_SHAPES, SHAPES, torch_step
 
 
 def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> tuple[float, float]:
@@ -42,16 +41,7 @@ def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> tuple[float, floa
         np.matmul(w_t, delta_folded)
         np.matmul(delta_folded, cols_folded.T)
 
-    x = torch.tensor(draw(n, c, h, w), requires_grad=True)
-    conv = torch.nn.Conv2d(c, k, ks, stride=s, padding=p).to(getattr(torch, dtype))
-    tdy = torch.tensor(draw(n, k, oh, ow))
-
-    def theirs() -> None:
-        x.grad = None
-        conv.weight.grad = None
-        conv.bias.grad = None
-        conv(x).backward(tdy)
-
+    theirs = torch_step(shape, draw(n, c, h, w), draw(n, k, oh, ow))
     t_per_sample, t_torch = side_by_side(per_sample, theirs, repeats)
     t_folded, _ = side_by_side(folded, lambda: None, max(1, repeats // 2))
     return min(t_per_sample, t_folded), t_torch
