@@ -15,7 +15,9 @@ the input's dtype, writing into a preallocated ``y``:
   (the input gradient of a layer that widens, e.g. LeNet's first two). It multiplies only
   the rows/columns where the input is non-zero (:func:`nonzero_lattice`): the input
   gradient's error map is zero-padded and, with a stride, zero-inserted, so the product
-  costs what the forward pass costs instead of ``stride²`` times more.
+  costs what the forward pass costs instead of ``stride²`` times more. With a unit
+  stride and a box of non-zeros (a zero-padded map), the products are laid out so that
+  every tap's shifted add is one contiguous block (:func:`_shift_add_flat`).
 
 Skipping zeros is exact for finite kernels (a non-finite kernel entry times a skipped zero
 would have been NaN). Scratch arrays live in per-thread buffers reused from call to call
@@ -228,6 +230,11 @@ def shift_add(
     full = lattice is None
     rows, cols = lattice or ((0, 1, x.shape[2]), (0, 1, x.shape[3]))
     h, w = rows[2], cols[2]
+    if not full and stride == (1, 1) and rows[1] == cols[1] == 1:
+        width = max(ow - 1, cols[0] + w - 1) - min(0, cols[0] - (kw - 1) * dilation[1]) + 1
+        if width <= 2 * max(w, 1):  # few extra zero columns to multiply: the flat form
+            _shift_add_flat(x, k, dilation, groups, y, max(1, chunk * w // width), rows, cols)
+            return
     on_lattice = (
         slice(rows[0], rows[0] + rows[1] * (h - 1) + 1, rows[1]),
         slice(cols[0], cols[0] + cols[1] * (w - 1) + 1, cols[1]),
@@ -270,6 +277,60 @@ def shift_add(
                 else:
                     acc[..., along_h[0], along_w[0]] += shifted
         y[start : start + b].reshape(b, groups, fg, oh, ow)[...] = acc.transpose(2, 0, 1, 3, 4)
+
+
+def _shift_add_flat(
+    x: np.ndarray,
+    k: np.ndarray,
+    dilation: tuple[int, int],
+    groups: int,
+    y: np.ndarray,
+    chunk: int,
+    rows: tuple[int, int, int],
+    cols: tuple[int, int, int],
+) -> None:
+    """:func:`shift_add` for a unit stride and a box of non-zeros, every add contiguous.
+
+    The box's rows are widened with zero columns to the width ``Wa`` of an accumulator
+    that spans every output column any tap reaches; samples are innermost. In that
+    layout a tap's shift is one offset in the flattened accumulator, so its products
+    are added as one contiguous block per filter (NumPy adds contiguous blocks several
+    times faster than strided ones). The zero columns' products are zeros, wherever
+    they land.
+    """
+    n = x.shape[0]
+    filters, cg, kh, kw = k.shape
+    oh, ow = y.shape[2:]
+    fg = filters // groups
+    (r0, _, h), (c0, _, w) = rows, cols
+    top = min(0, r0 - (kh - 1) * dilation[0])  # first accumulator row (an output index)
+    left = min(0, c0 - (kw - 1) * dilation[1])
+    height = max(oh - 1, r0 + h - 1) - top + 1
+    width = max(ow - 1, c0 + w - 1) - left + 1
+    k_taps = k.reshape(groups, fg, cg, kh, kw).transpose(0, 3, 4, 1, 2)
+    k_taps = k_taps.reshape(groups, kh * kw * fg, cg)
+    for start in range(0, n, chunk):
+        part = x[start : start + chunk, :, r0 : r0 + h, c0 : c0 + w]
+        b = part.shape[0]
+        span = h * width * b  # one tap's products, flattened
+        planes = scratch("planes", (groups, cg, h, width, b), x.dtype)
+        planes[:, :, :, w:] = 0
+        np.copyto(planes[:, :, :, :w], part.reshape(b, groups, cg, h, w).transpose(1, 2, 3, 4, 0))
+        products = scratch("taps", (groups, kh * kw * fg, span), x.dtype)
+        np.matmul(k_taps, planes.reshape(groups, cg, span), out=products)
+        z = products.reshape(groups, kh, kw, fg, span)
+        # one spare row: the last taps' zero columns run past the last row
+        acc = scratch("acc", (groups, fg, (height + 1) * width * b), x.dtype)
+        acc[...] = 0
+        for m in range(kh):
+            for q in range(kw):
+                # input (r0 + u, c0 + v) reaches output (r0 + u - m·dh, c0 + v - q·dw)
+                row, col = r0 - m * dilation[0] - top, c0 - q * dilation[1] - left
+                offset = (row * width + col) * b
+                acc[:, :, offset : offset + span] += z[:, m, q]
+        sums = acc[:, :, : height * width * b].reshape(groups, fg, height, width, b)
+        sums = sums[:, :, -top : -top + oh, -left : -left + ow]
+        y[start : start + b].reshape(b, groups, fg, oh, ow)[...] = sums.transpose(4, 0, 1, 2, 3)
 
 
 def shift_add_is_cheaper(
