@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(1, "--workers"),
         default=1,
         help="processes, each running the model on a slice of every batch (default 1; "
-        "2 uses two cores: about 1.35x the images/s of 1 at batch 64)",
+        "2 uses two cores: about 1.45x the images/s of 1 at batch 64)",
     )
     p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
     p.add_argument(
