@@ -31,48 +31,88 @@ class Parameter:
     Attributes
     ----------
     data : ndarray
-        The current values; optimizers update it in place.
+        The current values; optimizers update it in place. Assigning a new array of
+        the same shape is allowed and may change the dtype (as PyTorch's ``.data``
+        assignment does): the gradient follows, converted to the new dtype. An array
+        of another shape is refused.
     grad : ndarray
         ``dE/d(data)``, same shape and dtype, zero until a ``backward`` adds into it.
+        Assigning an array of another shape or dtype is refused.
 
     Shapes
     ------
-    ``grad.shape == data.shape`` always.
+    ``grad.shape == data.shape`` and ``grad.dtype == data.dtype`` always.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_data", "_grad")
 
     def __init__(self, data: np.ndarray) -> None:
-        if not isinstance(data, np.ndarray) or data.dtype not in FLOAT_DTYPES:
+        self._data = _float_param(data, "Parameter data")
+        self._grad = np.zeros_like(self._data)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        value = _float_param(value, "Parameter data")
+        if value.shape != self._data.shape:
             raise ValueError(
-                "Parameter data must be a float32 or float64 ndarray, "
-                f"got {getattr(data, 'dtype', type(data).__name__)}"
+                f"cannot assign an array of shape {value.shape} to a parameter of shape "
+                f"{self._data.shape}; a parameter keeps its shape (build a new layer, or "
+                "assign values of the same shape)"
             )
-        self.data = data
-        self.grad = np.zeros_like(data)
+        self._data = value
+        if self._grad.dtype != value.dtype:  # the gradient follows, as in PyTorch
+            self._grad = self._grad.astype(value.dtype)
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"Parameter grad must be an ndarray, got {type(value).__name__}")
+        if value.shape != self._data.shape or value.dtype != self._data.dtype:
+            raise ValueError(
+                f"Parameter grad must have the shape and dtype of its data "
+                f"({self._data.shape}, {self._data.dtype}), got ({value.shape}, {value.dtype})"
+            )
+        self._grad = value
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     def zero_grad(self) -> None:
         """Set the accumulated gradient to zero (in place)."""
-        self.grad[...] = 0
+        self._grad[...] = 0
 
     def astype(self, dtype: Any) -> None:
         """Convert values (and the gradient) to ``dtype`` in place of this Parameter."""
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"parameters must be float32 or float64, got {dtype}")
-        self.data = self.data.astype(dtype)
-        self.grad = self.grad.astype(dtype)
+        self.data = self._data.astype(dtype)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+def _float_param(value: object, what: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
+        got = getattr(value, "dtype", type(value).__name__)
+        raise ValueError(
+            f"{what} must be a float32 or float64 ndarray, got {got}; convert it with "
+            "np.asarray(values, dtype=np.float32)"
+        )
+    return value
 
 
 class Module:
@@ -80,15 +120,18 @@ class Module:
 
     Subclasses implement ``forward(x)`` and ``backward(dy)``; assigning a
     :class:`Parameter` or a :class:`Module` to an attribute registers it.
-    ``module(x)`` calls ``forward``.
+    ``module(x)`` calls ``forward``. State that is not trained but belongs in the state
+    dict (BatchNorm's running statistics) is a *buffer*: :meth:`register_buffer`.
     """
 
     training: bool
     _parameters: dict[str, Parameter]
+    _buffers: dict[str, np.ndarray]
     _modules: dict[str, Module]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
 
@@ -101,6 +144,16 @@ class Module:
                 "before assigning attributes"
             )
         modules = self.__dict__["_modules"]
+        buffers = self.__dict__["_buffers"]
+        if name in buffers:  # a registered buffer stays one: replace its array
+            if not isinstance(value, np.ndarray):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} is a buffer and must stay an ndarray, "
+                    f"got {type(value).__name__}"
+                )
+            buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         params.pop(name, None)
         modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -111,8 +164,23 @@ class Module:
 
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
+        self._buffers.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Register ``value`` as state that is saved and loaded but not trained.
+
+        Buffers appear in :meth:`state_dict` after the module's own parameters, under
+        the same dotted names as in PyTorch (``1.running_mean``); :meth:`astype`
+        converts the floating-point ones.
+        """
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"buffer {name!r} must be an ndarray, got {type(value).__name__}")
+        if name in self._parameters or name in self._modules:
+            raise ValueError(f"{name!r} is already a parameter or child module")
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
 
     # -- the two passes ----------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -149,6 +217,22 @@ class Module:
         """All parameters of this module and its children, in registration order."""
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(dotted_name, array)`` for every buffer, as PyTorch names them."""
+        for name, buf in self._buffers.items():
+            yield (f"{prefix}.{name}" if prefix else name), buf
+        for name, child in self._modules.items():
+            yield from child.named_buffers(f"{prefix}.{name}" if prefix else name)
+
+    def _named_state(self, prefix: str = "") -> Iterator[tuple[str, Parameter | np.ndarray]]:
+        """Parameters and buffers in PyTorch's state-dict order (own, then children)."""
+        for name, param in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), param
+        for name, buf in self._buffers.items():
+            yield (f"{prefix}.{name}" if prefix else name), buf
+        for name, child in self._modules.items():
+            yield from child._named_state(f"{prefix}.{name}" if prefix else name)
+
     # -- state -------------------------------------------------------------------
     def zero_grad(self) -> None:
         """Reset every parameter's accumulated gradient to zero."""
@@ -172,24 +256,35 @@ class Module:
         return params[0].dtype if params else np.dtype(np.float32)
 
     def astype(self, dtype: Any) -> Module:
-        """Convert all parameters to ``dtype`` (float32 or float64); returns ``self``."""
+        """Convert all parameters and floating-point buffers to ``dtype``; returns ``self``."""
         for p in self.parameters():
             p.astype(dtype)
+        for _, m in self.named_modules():
+            for name, buf in list(m._buffers.items()):
+                if buf.dtype in FLOAT_DTYPES:
+                    setattr(m, name, buf.astype(dtype))
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter's values, keyed by dotted name (PyTorch's keys)."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """A copy of every parameter's and buffer's values, keyed by dotted name.
+
+        The keys and their order are PyTorch's (``0.weight``, ``0.bias``,
+        ``1.running_mean``, ...), so state dicts can be exchanged one-to-one.
+        """
+        return {
+            name: (v.data if isinstance(v, Parameter) else v).copy()
+            for name, v in self._named_state()
+        }
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy values from ``state`` into the parameters (keeping each one's dtype).
+        """Copy values from ``state`` into the parameters and buffers (keeping dtypes).
 
         Raises
         ------
         ValueError
             If keys are missing or unexpected (with ``strict``) or a shape differs.
         """
-        own = dict(self.named_parameters())
+        own = dict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -201,12 +296,13 @@ class Module:
             if name not in state:
                 continue
             value = np.asarray(state[name])
-            if value.shape != param.data.shape:
+            target = param.data if isinstance(param, Parameter) else param
+            if value.shape != target.shape:
                 raise ValueError(
                     f"state dict entry {name!r} has shape {value.shape}, "
-                    f"the model expects {param.data.shape}"
+                    f"the model expects {target.shape}"
                 )
-            param.data[...] = value
+            target[...] = value
 
     # -- printing ----------------------------------------------------------------
     def extra_repr(self) -> str:
