@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -45,15 +46,18 @@ def test_one_epoch_writes_every_file(tmp_path):
         "metrics.csv",
         "curves.png",
         "confusion.png",
+        "summary.json",
     ):
         path = tmp_path / "run" / name
         assert path.is_file() and path.stat().st_size > 0, name
         if name.endswith(".png"):
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,train_loss,train_acc,test_loss,test_acc")
+    assert rows[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s"
     assert len(rows) == 2
     assert 0 < result.final.accuracy <= 1 and result.final.n == 359
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_accuracy"] == result.final.accuracy and summary["test_images"] == 359
 
 
 def test_resume_after_an_epoch_equals_a_straight_run(tmp_path):

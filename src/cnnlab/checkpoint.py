@@ -3,8 +3,9 @@
 One safetensors file (see :mod:`cnnlab.io`) holds everything a run needs to continue
 exactly where it stopped: the weights (``model.*``), the optimizer state (``optim.*``),
 and in the metadata the training configuration, the position (completed epochs and
-steps into the current epoch), the random generator's state, the running sums of the
-epoch in progress and the metrics history. Resuming from it reproduces the weights of
+steps into the current epoch), the random generator's state, the metrics history and
+the state of the training callbacks (e.g. the running sums of the epoch in progress,
+the best validation score so far, a learning-rate schedule's position). Resuming from it reproduces the weights of
 an uninterrupted run bit for bit.
 """
 
@@ -33,8 +34,8 @@ class Checkpoint:
     epoch: int  #: epochs completed
     step: int  #: steps completed within epoch ``epoch`` (0 at an epoch boundary)
     rng_state: dict[str, Any]
-    epoch_sums: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_state: dict[str, np.ndarray] = field(default_factory=dict)
     optim_state: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
@@ -49,10 +50,13 @@ def save_checkpoint(
     epoch: int,
     step: int,
     rng_state: dict[str, Any],
-    epoch_sums: dict[str, float],
-    history: list[dict[str, float]],
+    history: list[dict[str, Any]],
+    callbacks: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (the previous one stays intact until the rename)."""
+    """Write a checkpoint atomically (the previous one stays intact until the rename).
+
+    ``callbacks`` maps a callback's name to its JSON-able state.
+    """
     import cnnlab
     from cnnlab.models import spec
 
@@ -69,8 +73,8 @@ def save_checkpoint(
         "epoch": str(epoch),
         "step": str(step),
         "rng_state": json.dumps(rng_state),
-        "epoch_sums": json.dumps(epoch_sums),
         "history": json.dumps(history),
+        "callbacks": json.dumps(callbacks or {}),
     }
     path = Path(path)
     io.write_file(path, tensors, metadata)
@@ -98,8 +102,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             epoch=int(metadata["epoch"]),
             step=int(metadata["step"]),
             rng_state=json.loads(metadata["rng_state"]),
-            epoch_sums=json.loads(metadata["epoch_sums"]),
             history=json.loads(metadata["history"]),
+            callbacks=json.loads(metadata.get("callbacks", "{}")),
             model_state={k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
             optim_state={k[6:]: v for k, v in tensors.items() if k.startswith("optim.")},
             metadata=metadata,

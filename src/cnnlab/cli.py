@@ -55,6 +55,19 @@ def _positive_float(what: str, allow_zero: bool = False) -> Any:
     return parse
 
 
+def _fraction(what: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not 0 <= value < 1:
+            raise argparse.ArgumentTypeError(f"{what} must be in [0, 1), got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     import cnnlab
 
@@ -75,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "scikit-learn's bundled 8x8 digits, in well under a minute.",
     )
     p.add_argument("--model", help="lenet5 or digits_cnn (default: the data set's model)")
-    p.add_argument("--dataset", default="digits", choices=DATASET_CHOICES)
+    p.add_argument(
+        "--dataset",
+        choices=DATASET_CHOICES,
+        help="data set (default: digits, bundled; with --data-dir it must be named)",
+    )
     p.add_argument("--data-dir", help="folder with the IDX files (train-*/t10k-*)")
     p.add_argument(
         "--epochs",
@@ -105,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument(
+        "--val-fraction",
+        type=_fraction("--val-fraction"),
+        default=0.1,
+        help="share of the training split held out to validate each epoch (stratified, "
+        "the same for every seed; default 0.1; 0: no validation). The test split is "
+        "evaluated once, at the end",
+    )
+    p.add_argument(
+        "--keep",
+        choices=("last", "best"),
+        default="last",
+        help="model.safetensors holds the last epoch's model, or the one of best "
+        "validation accuracy (default last)",
+    )
     p.add_argument("--out", help="run directory (default: runs/<dataset>-<model>)")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out up to --epochs in total"
@@ -114,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing run in --out instead of refusing",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (the one-line summary of each epoch stays)",
+    )
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a saved model on its data set's test split")
@@ -124,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DATASET_CHOICES,
         help="data set (default: the one recorded in the model)",
     )
-    p.add_argument("--data-dir", help="folder with the t10k-* IDX files")
+    p.add_argument(
+        "--data-dir",
+        help="folder with the t10k-* IDX files (default: the one the model was trained "
+        "from, recorded in it)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(handler=cmd_eval)
 

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab.train import TrainConfig, fit
 
@@ -25,6 +29,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         momentum=args.momentum,
         seed=args.seed,
         dtype=args.dtype,
+        val_fraction=args.val_fraction,
+        keep=args.keep,
         out=args.out,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -33,19 +39,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = fit(config)
     final = result.final
     assert final is not None
+    cfg = result.config
+    total = len(result.history)
+    if result.epochs_trained == 0:
+        print(f"{result.out} is already complete at {_count(total, 'epoch')}; nothing was trained")
+    done = _count(total, "epoch")
+    if cfg.resume and 0 < result.epochs_trained < total:
+        done += f" ({result.epochs_trained} in this run)"
+    kept = ""
+    if cfg.keep == "best":
+        best = max(result.history, key=lambda r: (r["val_acc"], -r["val_loss"]))
+        kept = f"; kept epoch {best['epoch']} (best validation accuracy {best['val_acc']:.2%})"
     print(
-        f"{result.config.model} on {result.config.dataset}: test accuracy "
-        f"{final.accuracy:.2%} ({final.n} images) after {result.config.epochs} epochs, "
-        f"{result.seconds:.1f} s"
+        f"{cfg.model} on {cfg.dataset}: test accuracy {final.accuracy:.2%} "
+        f"({final.n} images) after {done}, {result.seconds:.1f} s{kept}"
     )
     print(
         f"run directory: {result.out}  (model.safetensors, checkpoint.safetensors, "
-        "metrics.csv, curves.png, confusion.png)"
+        "metrics.csv, curves.png, confusion.png, summary.json)"
     )
     return 0
 
 
-def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
+def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str, dict[str, str]]:
     import cnnlab.io as cio
 
     path = Path(args.checkpoint)
@@ -65,15 +81,39 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
             f"data set {dataset!r} has {dataset_info(dataset).image_shape}; "
             "choose the data set the model was trained on"
         )
-    return model, dataset
+    return model, dataset, metadata
+
+
+def _eval_data_dir(args: argparse.Namespace, dataset: str, metadata: dict[str, str]) -> str | None:
+    """``--data-dir``, else the folder recorded in the model (for its own data set)."""
+    from cnnlab.errors import DataError
+
+    if dataset == "digits":
+        if args.data_dir is not None:
+            raise ValueError(
+                "the digits data set is bundled (scikit-learn) and reads no files; drop "
+                "--data-dir, or pass --dataset mnist or fashion-mnist"
+            )
+        return None
+    if args.data_dir is not None:
+        return str(args.data_dir)
+    recorded = metadata.get("data_dir")
+    if recorded is None or dataset != metadata.get("dataset"):
+        return None  # the system copy or the download cache
+    if not Path(recorded).is_dir():
+        raise DataError(
+            f"{recorded}, the {dataset} folder {args.checkpoint} was trained from (recorded "
+            "in the model), no longer exists; pass --data-dir DIR"
+        )
+    return recorded
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
     from cnnlab.train import evaluate
 
-    model, dataset = _model_and_dataset(args)
-    test = load_dataset(dataset, "test", args.data_dir)
+    model, dataset, metadata = _model_and_dataset(args)
+    test = load_dataset(dataset, "test", _eval_data_dir(args, dataset, metadata))
     result = evaluate(model, test)  # type: ignore[arg-type]
     if args.json:
         print(json.dumps({**result.to_json(), "dataset": dataset}))
@@ -100,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnlab.data.images import load_image
     from cnnlab.functional.activations import softmax
 
-    model, dataset = _model_and_dataset(args)
+    model, dataset, _ = _model_and_dataset(args)
     classes = dataset_info(dataset).classes
     model.eval()  # type: ignore[attr-defined]
     top = min(args.top, len(classes))

@@ -30,7 +30,8 @@ class TrainingInterrupted(Exception):
     Attributes
     ----------
     checkpoint : str
-        Path of the checkpoint written at the interruption.
+        Path of the checkpoint written at the interruption ("" until it is written;
+        the message then says where it went).
     signal_number : int
         The signal received (``signal.SIGINT`` or ``signal.SIGTERM``).
     """
@@ -39,3 +40,9 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.checkpoint = checkpoint
         self.signal_number = signal_number
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.checkpoint:
+            message += f"; checkpoint written to {self.checkpoint}"
+        return message

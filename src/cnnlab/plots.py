@@ -22,19 +22,34 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: str | Path) -> Path:
-    """Loss and accuracy per epoch, train and test, side by side (a small PNG)."""
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Loss and accuracy per epoch (train, and validation or test where the rows have
+    them) and, if the rows have an ``lr``, the learning rate: a small PNG."""
     plt = _pyplot()
     epochs = [int(h["epoch"]) for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(7, 2.8), dpi=100)
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
-        ax.plot(epochs, [h[f"test_{key}"] for h in history], "s-", ms=3, label="test")
+    splits = [
+        (split, marker)
+        for split, marker in (("train", "o-"), ("val", "s-"), ("test", "^-"))
+        if any(h.get(f"{split}_loss") is not None for h in history)
+    ]
+    with_lr = any(h.get("lr") is not None for h in history)
+    fig, axes = plt.subplots(1, 3 if with_lr else 2, figsize=(10 if with_lr else 7, 2.8), dpi=100)
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        for split, marker in splits:
+            values = [h.get(f"{split}_{key}") for h in history]
+            ax.plot(epochs, [np.nan if v is None else v for v in values], marker, ms=3, label=split)
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    ax_loss.set_yscale("log")
-    ax_acc.legend(loc="lower right")
+    axes[0].set_yscale("log")
+    axes[1].legend(loc="lower right")
+    if with_lr:
+        lrs = [np.nan if h.get("lr") is None else h["lr"] for h in history]
+        axes[2].plot(epochs, lrs, "o-", ms=3, color="tab:green")
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("learning rate (last step)")
+        axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        axes[2].grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png"))

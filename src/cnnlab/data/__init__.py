@@ -7,6 +7,7 @@ from cnnlab.data.datasets import (
     dataset_info,
     find_data_dir,
     load_dataset,
+    split_validation,
 )
 from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.data.loader import DataLoader
@@ -20,5 +21,6 @@ __all__ = [
     "find_data_dir",
     "load_dataset",
     "read_idx",
+    "split_validation",
     "write_idx",
 ]

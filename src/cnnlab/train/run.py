@@ -1,0 +1,268 @@
+""":func:`fit`: a :class:`~cnnlab.train.TrainConfig` made into data, model, optimizer and
+callbacks, run by the :class:`~cnnlab.train.loop.Trainer`, then tested once.
+
+The run directory (``config.out``) receives:
+
+``model.safetensors``       the kept model (recipe, data set and data folder in its metadata)
+``checkpoint.safetensors``  everything needed to resume (see :mod:`cnnlab.checkpoint`)
+``metrics.csv``             one row per epoch: train and validation loss/accuracy, lr, time
+``curves.png``              those curves
+``confusion.png``           the test split's confusion matrix
+``summary.json``            the settings and the test result of the kept model
+
+Runs are deterministic: the initial weights come from ``cnnlab.init.manual_seed(seed)``
+and the order of the samples is a function of ``(seed, epoch)``, so a run resumed from
+its checkpoint (after ``epochs`` grew, or after an interruption mid-epoch) ends with
+exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cnnlab import init, models, optim
+from cnnlab.checkpoint import Checkpoint, load_checkpoint
+from cnnlab.evaluate import evaluate
+from cnnlab.nn.losses import CrossEntropyLoss
+from cnnlab.nn.module import Module
+from cnnlab.parallel import DataParallel
+from cnnlab.train.callbacks import (
+    Checkpointer,
+    CurvesPlot,
+    EpochSummary,
+    InterruptOnSignal,
+    KeepBest,
+    MetricsCSV,
+    ModelFile,
+    NaNGuard,
+    OnStep,
+    ProgressBar,
+    Recorder,
+    Validate,
+    write_atomic_text,
+)
+from cnnlab.train.config import TrainConfig, TrainResult, prepare_out_dir
+from cnnlab.train.loop import Callback, Trainer
+
+__all__ = ["VAL_SPLIT_SEED", "fit", "standard_callbacks"]
+
+#: the validation split is the same for every ``seed``, so runs of different seeds
+#: are compared on the same images
+VAL_SPLIT_SEED = 0
+FILES = (
+    "model.safetensors",
+    "checkpoint.safetensors",
+    "metrics.csv",
+    "curves.png",
+    "confusion.png",
+    "summary.json",
+)
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    callbacks: Iterable[Callback] = (),
+    on_step: Callable[[int, int, Module], None] | None = None,
+) -> TrainResult:
+    """Train as ``config`` says; returns the kept model, the history and its test result.
+
+    ``callbacks`` join the standard ones (see :func:`standard_callbacks`);
+    ``on_step(epoch, step, model)`` is a shortcut for a callback called after every
+    optimizer step (1-based epoch, steps done in it).
+
+    Raises
+    ------
+    ValueError
+        Bad configuration, unwritable ``out``, resume mismatch (before any training).
+    TrainingError
+        NaN/Inf in the loss, a gradient, a parameter or the optimizer's state (the
+        last good checkpoint is kept).
+    TrainingInterrupted
+        SIGINT/SIGTERM: a checkpoint of the current step was written; resume with
+        ``resume=True``.
+    """
+    cfg = config.resolved()
+    assert cfg.out is not None and cfg.epochs is not None and cfg.model is not None
+    assert cfg.dataset is not None and cfg.lr is not None
+    out = Path(cfg.out)
+    saved = _saved_run(cfg, out)
+    prepare_out_dir(out)
+    train_set, val_set, test_set, data_dir = _load_data(cfg)
+
+    init.manual_seed(cfg.seed)
+    model = models.build(cfg.model, dtype=cfg.dtype, num_classes=len(test_set.classes))
+    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        opt_kwargs["momentum"] = cfg.momentum
+    opt = optim.build(cfg.optimizer, model.parameters(), **opt_kwargs)
+    from cnnlab.data import DataLoader
+
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    metadata = {"dataset": cfg.dataset}
+    if data_dir is not None:
+        metadata["data_dir"] = str(data_dir)
+    extra = [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
+    trainer = Trainer(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        loader,
+        [*standard_callbacks(cfg, val_set, metadata), *extra],
+    )
+    if saved is not None:
+        _restore(trainer, saved)
+    first_epoch = trainer.epoch
+    started = time.perf_counter()
+    with _runner(model, cfg.workers) as trainer.runner:
+        trainer.fit(cfg.epochs)
+    seconds = time.perf_counter() - started
+
+    final = evaluate(model, test_set)
+    from cnnlab.plots import plot_confusion
+
+    plot_confusion(final.confusion, final.classes, out / "confusion.png")
+    summary = {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "data_dir": metadata.get("data_dir"),
+        "epochs": trainer.epoch,
+        "kept_epoch": _kept_epoch(trainer),
+        "test_accuracy": final.accuracy,
+        "test_loss": final.loss,
+        "test_images": final.n,
+        "train_seconds": round(sum(row["seconds"] for row in trainer.history), 3),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in _RUN_FLAGS},
+    }
+    write_atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return TrainResult(
+        model=model,
+        config=cfg,
+        history=trainer.history,
+        final=final,
+        out=out,
+        seconds=seconds,
+        files={name: out / name for name in FILES},
+        epochs_trained=trainer.epoch - first_epoch,
+        data_dir=data_dir,
+    )
+
+
+#: settings of how a run is driven, not of what it learns
+_RUN_FLAGS = ("out", "resume", "overwrite", "progress", "verbose", "workers")
+
+
+def standard_callbacks(
+    cfg: TrainConfig, val_set: Any, metadata: dict[str, Any]
+) -> list[Callback]:
+    """The callbacks a run of ``cfg`` has, writing into ``cfg.out``."""
+    assert cfg.out is not None
+    out = Path(cfg.out)
+    ckpt_path, model_path = out / "checkpoint.safetensors", out / "model.safetensors"
+    cbs: list[Callback] = [NaNGuard(ckpt_path), Recorder()]
+    if val_set is not None:
+        cbs.append(Validate(val_set))
+    if cfg.progress:
+        cbs.append(ProgressBar())
+    if cfg.verbose:
+        cbs.append(EpochSummary())
+    keep = KeepBest if cfg.keep == "best" else ModelFile
+    cbs += [
+        keep(model_path, metadata),
+        MetricsCSV(out / "metrics.csv"),
+        CurvesPlot(out / "curves.png"),
+        Checkpointer(ckpt_path, cfg.resume_view()),
+        InterruptOnSignal(),
+    ]
+    return cbs
+
+
+def _saved_run(cfg: TrainConfig, out: Path) -> Checkpoint | None:
+    """The checkpoint to resume from (None for a new run), or why not (ValueError)."""
+    ckpt_path = out / "checkpoint.safetensors"
+    if not cfg.resume:
+        if not cfg.overwrite and ckpt_path.exists():
+            raise ValueError(
+                f"{out} already holds a training run; continue it with --resume, or "
+                "choose another --out (or pass --overwrite to replace it)"
+            )
+        return None
+    if not ckpt_path.exists():
+        raise ValueError(f"nothing to resume: no checkpoint at {ckpt_path}; drop --resume")
+    ck = load_checkpoint(ckpt_path)
+    if "val_fraction" not in ck.config:
+        raise ValueError(
+            f"{ckpt_path} was written by cnnlab 0.2, which validated on the test split; "
+            "this version cannot continue it: start a new run (--overwrite or another --out)"
+        )
+    now = cfg.resume_view()
+    then = {**now, **ck.config}
+    changed = {k: (then[k], v) for k, v in now.items() if then[k] != v}
+    if changed:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"cannot resume {out} with different settings ({detail})")
+    done = ck.epoch + (1 if ck.step else 0)
+    assert cfg.epochs is not None
+    if cfg.epochs < done:
+        raise ValueError(
+            f"{out} already holds {ck.epoch} finished epochs"
+            + (f" and part of epoch {ck.epoch + 1}" if ck.step else "")
+            + f", more than --epochs {cfg.epochs}; give --epochs {done} or "
+            "more to train it further (cnnlab eval tests it as it is)"
+        )
+    return ck
+
+
+def _restore(trainer: Trainer, ck: Checkpoint) -> None:
+    trainer.model.load_state_dict(ck.model_state)
+    trainer.opt.load_state_dict(ck.optim_state)
+    init.default_generator().bit_generator.state = ck.rng_state
+    trainer.epoch, trainer.step, trainer.history = ck.epoch, ck.step, list(ck.history)
+    trainer.load_callback_states(ck.callbacks)
+
+
+def _load_data(cfg: TrainConfig) -> tuple[Any, Any, Any, Path | None]:
+    """Train, validation (None without) and test splits, and the data folder used."""
+    from cnnlab.data import find_data_dir, load_dataset, split_validation
+
+    assert cfg.dataset is not None
+    data_dir = None
+    if cfg.dataset != "digits":
+        data_dir = find_data_dir(cfg.dataset, cfg.data_dir).resolve()
+    train = load_dataset(cfg.dataset, "train", data_dir)
+    test = load_dataset(cfg.dataset, "test", data_dir)
+    if not cfg.val_fraction:
+        return train, None, test, data_dir
+    train, val = split_validation(train, cfg.val_fraction, seed=VAL_SPLIT_SEED)
+    return train, val, test, data_dir
+
+
+def _kept_epoch(trainer: Trainer) -> int:
+    best = next((cb for cb in trainer.callbacks if isinstance(cb, KeepBest)), None)
+    return int(best.best.get("epoch", trainer.epoch)) if best is not None else trainer.epoch
+
+
+@contextmanager
+def _runner(model: Module, workers: int) -> Iterator[DataParallel]:
+    """The model split over ``workers`` processes (itself for 1), for the run's length.
+
+    The first layer skips its input gradient meanwhile: the image's error is never
+    needed.
+    """
+    first: Any = model[0] if len(model) else None  # type: ignore[arg-type,index]
+    skip_dx = first is not None and hasattr(first, "needs_input_grad")
+    if skip_dx:
+        first.needs_input_grad = False
+    runner = DataParallel(model, workers)
+    try:
+        yield runner
+    finally:
+        runner.close()
+        if skip_dx:
+            first.needs_input_grad = True
