@@ -57,7 +57,7 @@ def test_the_loop_is_the_lessons_cycle_and_fires_its_events_in_order():
     for epoch in range(2):
         for x, y in loader.epoch_batches(epoch):
             twin_opt.zero_grad()
-            loss = loss_fn(twin(x), y)
+            loss_fn(twin(x), y)
             twin.backward(loss_fn.backward())
             twin_opt.step()
     for (name, p), (_, q) in zip(model.named_parameters(), twin.named_parameters()):
@@ -168,7 +168,7 @@ def test_the_validation_split_is_stratified_disjoint_and_the_same_for_every_seed
     rows = {r.tobytes() for r in whole.images}
     val_rows = {r.tobytes() for r in val.images}
     assert val_rows <= rows and not val_rows & {r.tobytes() for r in train.images}
-    plain_train, plain_val = split_validation(whole, 0.25, seed=1, stratify=False)
+    _, plain_val = split_validation(whole, 0.25, seed=1, stratify=False)
     assert len(plain_val) == round(0.25 * len(whole))
     for bad in (0, 1, 1.5):
         with pytest.raises(ValueError, match="validation fraction"):
@@ -199,7 +199,9 @@ class Snapshots(Callback):
 
 def test_keep_best_keeps_the_weights_of_the_best_validation_epoch(tmp_path):
     snapshots = Snapshots()
-    result = fit(_cfg(tmp_path / "best", keep="best", epochs=6, lr=0.01, seed=1), callbacks=[snapshots])
+    result = fit(
+        _cfg(tmp_path / "best", keep="best", epochs=6, lr=0.01, seed=1), callbacks=[snapshots]
+    )
     with open(tmp_path / "best" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     scores = [(float(r["val_acc"]), -float(r["val_loss"])) for r in rows]

@@ -5,8 +5,8 @@ exactly where it stopped: the weights (``model.*``), the optimizer state (``opti
 and in the metadata the training configuration, the position (completed epochs and
 steps into the current epoch), the random generator's state, the metrics history and
 the state of the training callbacks (e.g. the running sums of the epoch in progress,
-the best validation score so far, a learning-rate schedule's position). Resuming from it reproduces the weights of
-an uninterrupted run bit for bit.
+the best validation score so far, a learning-rate schedule's position). Resuming from
+it reproduces the weights of an uninterrupted run bit for bit.
 """
 
 from __future__ import annotations

@@ -398,4 +398,3 @@ class InterruptOnSignal(Callback):
         if hasattr(self, "signals"):
             self.signals.__exit__(None, None, None)
             del self.signals
-

@@ -178,8 +178,8 @@ class Trainer:
     def _one_epoch(self) -> None:
         self.model.train()
         self._event("before_epoch")
-        for x, self.y in self.loader.epoch_batches(self.epoch, start_step=self.step):
-            self.x = x.astype(self.dtype, copy=False)
+        for x, y in self.loader.epoch_batches(self.epoch, start_step=self.step):
+            self.x, self.y = x.astype(self.dtype, copy=False), y
             self._event("before_batch")
             self._one_step()
             self.step += 1

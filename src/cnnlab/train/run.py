@@ -158,9 +158,7 @@ def fit(
 _RUN_FLAGS = ("out", "resume", "overwrite", "progress", "verbose", "workers")
 
 
-def standard_callbacks(
-    cfg: TrainConfig, val_set: Any, metadata: dict[str, Any]
-) -> list[Callback]:
+def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any]) -> list[Callback]:
     """The callbacks a run of ``cfg`` has, writing into ``cfg.out``."""
     assert cfg.out is not None
     out = Path(cfg.out)
