@@ -104,6 +104,15 @@ def test_load_state_dict_rejects_mismatch():
         optim.SGD([Parameter(np.zeros(2))], momentum=0.9).load_state_dict(state)
 
 
+def test_package_layout_keeps_the_old_names():
+    import cnnlab
+    from cnnlab.optim import OPTIMIZERS, lr_scheduler, optimizers
+
+    assert optim.SGD is optimizers.SGD and optim.Optimizer is optimizers.Optimizer
+    assert OPTIMIZERS["adam"] is optim.Adam and optim.build is optimizers.build
+    assert cnnlab.optim.lr_scheduler.StepLR is lr_scheduler.StepLR
+
+
 # -- non-finite values: no RuntimeWarning, but found by nonfinite() ---------------------
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
 def test_overflowing_step_does_not_warn_and_is_found(name):

@@ -1,6 +1,7 @@
 """Optimizers (:mod:`cnnlab.optim.optimizers`) and learning-rate schedules
 (:mod:`cnnlab.optim.lr_scheduler`), as ``torch.optim`` and ``torch.optim.lr_scheduler``."""
 
+from cnnlab.optim import lr_scheduler
 from cnnlab.optim.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -19,4 +20,5 @@ __all__ = [
     "NonFinite",
     "Optimizer",
     "build",
+    "lr_scheduler",
 ]
