@@ -127,8 +127,8 @@ class Optimizer:
         overflow the parameters or only the moments (Adam's ``exp_avg_sq`` = Inf
         turns every later update into 0, a silent stall). Parameters are visited in
         order, each before its state buffers. Costs about one read of the parameters
-        and of the state (a dot product per array), e.g. ~25 µs for LeNet-5's 61,706
-        parameters and ~75 µs with Adam's two moments.
+        and of the state (a dot product per array): for LeNet-5's 61,706 parameters
+        some 30 µs, 75-200 µs with Adam's two moments, well under 1 % of a step.
 
         Returns
         -------
