@@ -515,6 +515,7 @@ BAD_CONSTRUCTORS = [
     (lambda: T.from_config({"type": "RandomBlur"}), "unknown transform type 'RandomBlur'"),
     (lambda: T.from_config({"type": "RandomCrop", "sizes": 3}), "config for RandomCrop has bad"),
     (lambda: T.from_config([1]), "config must be a dict with a 'type' key"),
+    (lambda: T.Compose([lambda x, rng: x]).config(), r"has no config\(\)"),
 ]
 
 

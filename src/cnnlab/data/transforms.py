@@ -652,7 +652,8 @@ def _transform_config(t: object) -> dict[str, Any]:
     if not callable(config):
         raise ValueError(f"{t!r} has no config(); only cnnlab transforms can be recorded")
     result = config()
-    assert isinstance(result, dict)
+    if not isinstance(result, dict):
+        raise ValueError(f"{t!r}.config() must return a dict, got {type(result).__name__}")
     return result
 
 
@@ -737,7 +738,9 @@ class RandomAffine(Transform):
     out-of-image points read ``fill``). Differences from torchvision: each *sample*
     gets its own parameters (torchvision draws one set for a whole batched tensor);
     translations are not rounded to whole pixels; out-of-image points read exactly
-    ``fill`` (torchvision blends the edge toward it).
+    ``fill`` (torchvision blends the edge toward it). The transform keeps about a dozen
+    scratch arrays of the last batch's size between calls (per thread), which makes it
+    ~2× faster; they never influence a result.
 
     Parameters
     ----------
