@@ -584,7 +584,7 @@ def test_save_augment_grid_writes_a_png(tmp_path, channels):
         return T.RandomCrop(8, padding=1)(batch, rng)
 
     path = save_augment_grid(
-        x, transform, tmp_path / "augment.png", rng=3, rows=2, labels=list("abcdef")
+        x, tmp_path / "augment.png", transform, rng=3, rows=2, labels=list("abcdef")
     )
     assert path == tmp_path / "augment.png"
     assert calls == [x.shape, x.shape]  # one call per augmented row, the whole batch
@@ -595,9 +595,9 @@ def test_save_augment_grid_writes_a_png(tmp_path, channels):
 def test_save_augment_grid_refuses_bad_input(tmp_path):
     flip = T.RandomHorizontalFlip()
     with pytest.raises(ValueError, match=r"images must have 1 .* or 3 .* channels"):
-        save_augment_grid(np.zeros((2, 2, 5, 5)), flip, tmp_path / "a.png")
+        save_augment_grid(np.zeros((2, 2, 5, 5)), tmp_path / "a.png", flip)
     with pytest.raises(ValueError, match="images must hold 1 to 32 images"):
-        save_augment_grid(np.zeros((33, 1, 5, 5)), flip, tmp_path / "a.png")
+        save_augment_grid(np.zeros((33, 1, 5, 5)), tmp_path / "a.png", flip)
     with pytest.raises(ValueError, match="labels must have one entry per image"):
-        save_augment_grid(np.zeros((2, 1, 5, 5)), flip, tmp_path / "a.png", labels=["x"])
+        save_augment_grid(np.zeros((2, 1, 5, 5)), tmp_path / "a.png", flip, labels=["x"])
     assert not (tmp_path / "a.png").exists()

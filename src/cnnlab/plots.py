@@ -80,8 +80,8 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
 
 def save_augment_grid(
     images: np.ndarray,
-    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray],
     path: str | Path,
+    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray],
     *,
     rng: np.random.Generator | int = 0,
     rows: int = 3,
@@ -100,10 +100,10 @@ def save_augment_grid(
     ----------
     images : ndarray
         At most 32 images, float32 or float64, 1 (grey) or 3 (RGB) channels.
+    path : str or Path
+        Where to write the PNG (written atomically), e.g. ``RUN_DIR / "augment.png"``.
     transform : callable
         ``transform(x, rng) -> ndarray``, e.g. a :class:`cnnlab.data.transforms.Compose`.
-    path : str or Path
-        Where to write the PNG (written atomically).
     rng : numpy.random.Generator or int
         The generator for the augmentations, or a seed for one.
     rows : int
