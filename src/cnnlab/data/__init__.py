@@ -1,5 +1,7 @@
-"""Data: IDX files, the data sets, reproducible mini-batches, images for ``predict``."""
+"""Data: IDX files, the data sets, reproducible mini-batches, augmentation (``transforms``),
+images for ``predict``."""
 
+from cnnlab.data import transforms
 from cnnlab.data.datasets import (
     DATASETS,
     Dataset,
@@ -20,5 +22,6 @@ __all__ = [
     "find_data_dir",
     "load_dataset",
     "read_idx",
+    "transforms",
     "write_idx",
 ]
