@@ -163,6 +163,13 @@ class _Custom(nn.Module):
         return x
 
 
+class _Backwards(nn.Sequential):  # a Sequential whose forward is not Sequential's
+    def forward(self, x):
+        for layer in reversed(list(self)):
+            x = layer(x)
+        return x
+
+
 @pytest.mark.parametrize(
     "model, shape, fragments",
     [
@@ -170,6 +177,11 @@ class _Custom(nn.Module):
             nn.Sequential(nn.Flatten(), nn.Sequential(nn.ReLU(), _Custom())),
             (1, 4),
             ["layer '1.1'", "_Custom", "supported:"],
+        ),
+        (
+            nn.Sequential(nn.ReLU(), _Backwards(nn.Linear(4, 2), nn.Linear(2, 4))),
+            (1, 4),
+            ["layer '1'", "_Backwards", "build it as nn.Sequential"],
         ),
         (nn.Sequential(nn.Flatten(start_dim=2)), (1, 2, 3), ["layer '0'", "start_dim=2"]),
         (

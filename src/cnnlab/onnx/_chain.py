@@ -103,10 +103,14 @@ class Chain:
             )
         return value
 
-    def weight(self, node: Node, i: int) -> np.ndarray | None:
-        """Input ``i`` as a float array in the model's dtype (None when absent)."""
+    def optional_weight(self, node: Node, i: int) -> np.ndarray | None:
+        """Input ``i`` as a float array in the model's dtype, None when absent."""
+        return self.weight(node, i) if node.input(i) else None
+
+    def weight(self, node: Node, i: int) -> np.ndarray:
+        """Input ``i`` as a float array in the model's dtype (a copy)."""
         if not node.input(i):
-            return None
+            raise self.error(node, f"input {i} (a weight) is missing")
         value = self.constant(node, i)
         if value.dtype.kind != "f":
             raise self.error(node, f"weight {node.input(i)!r} has dtype {value.dtype}, not float")

@@ -163,7 +163,7 @@ EXPORTERS: dict[type, Callable[[_Graph, str, Any, str], str]] = {
 def layers_of(module: Module, path: str = "") -> list[tuple[str, Module]]:
     """The layers of ``module`` in the order they run, nested Sequentials flattened, each
     with its dotted path (the prefix of its state-dict keys)."""
-    if isinstance(module, Sequential):
+    if isinstance(module, Sequential) and type(module).forward is Sequential.forward:
         found: list[tuple[str, Module]] = []
         for name, child in module.named_children():
             found += layers_of(child, f"{path}.{name}" if path else name)
@@ -278,6 +278,14 @@ def export(
         opset below 17.
     MissingDependencyError
         The ``onnx`` package is not installed.
+
+    Notes
+    -----
+    What an inference graph does not carry: Dropout layers (written as Identity),
+    BatchNorm's ``num_batches_tracked`` and a ``momentum=None`` (ONNX's momentum is
+    PyTorch's ``1 - momentum``; without one, :func:`load` gives PyTorch's default 0.1).
+    ONNX float attributes are float32: LeakyReLU's slope comes back as the shortest
+    decimal of its float32 value (0.2 stays 0.2).
 
     Shapes
     ------

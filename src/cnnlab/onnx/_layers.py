@@ -79,8 +79,7 @@ def _op_conv(chain: Chain, node: Node) -> Module:
         node, auto_pad="NOTSET", dilations=[1, 1], group=1, kernel_shape=None, pads=None,
         strides=[1, 1],
     )  # fmt: skip
-    weight, bias = chain.weight(node, 1), chain.weight(node, 2)
-    assert weight is not None
+    weight, bias = chain.weight(node, 1), chain.optional_weight(node, 2)
     if weight.ndim != 4:
         raise chain.error(node, f"weight of shape {weight.shape}: only 2-D convolutions")
     kernel = (weight.shape[2], weight.shape[3])
@@ -110,8 +109,12 @@ def _pool_geometry(
     if a["dilations"] is not None and list(a["dilations"]) != [1, 1]:
         raise chain.error(node, f"dilations {a['dilations']}: cnnlab pools without dilation")
     padding = _padding(chain, node, a, kernel, stride, (1, 1))
-    if isinstance(padding, str):
-        raise chain.error(node, f"auto_pad={a['auto_pad']} pooling: give explicit pads")
+    if isinstance(padding, str):  # 'same': more padding after than before
+        raise chain.error(
+            node,
+            f"pads {a['pads']}, auto_pad={a['auto_pad']}: cnnlab pools with the same "
+            "padding on both sides",
+        )
     if a["ceil_mode"]:
         # ceil and floor give the same windows when the stride divides H + 2p - k
         shape = chain.shapes.get(node.input(0))
@@ -167,8 +170,7 @@ def _op_gemm(chain: Chain, node: Node) -> Module:
     a = chain.attributes(node, alpha=1.0, beta=1.0, transA=0, transB=0)
     if a["transA"]:
         raise chain.error(node, "transA=1 is not a Linear layer")
-    b, c = chain.weight(node, 1), chain.weight(node, 2)
-    assert b is not None
+    b, c = chain.weight(node, 1), chain.optional_weight(node, 2)
     if b.ndim != 2:
         raise chain.error(node, f"B of shape {b.shape}: expected a matrix")
     weight = b if a["transB"] else b.T  # Linear's weight is (out, in)
@@ -182,7 +184,6 @@ def _op_gemm(chain: Chain, node: Node) -> Module:
 def _op_matmul(chain: Chain, node: Node) -> Module:
     chain.attributes(node)
     b = chain.weight(node, 1)
-    assert b is not None
     if b.ndim != 2 or chain.rank not in (2, None):
         raise chain.error(node, "only a matrix times a constant matrix is a Linear layer")
     return _linear(chain, node, b.T, None)
@@ -197,7 +198,6 @@ def _op_add(chain: Chain, node: Node) -> None:
             node, "Add is supported only as the bias of a preceding MatMul (a Linear layer)"
         )
     bias = chain.weight(node, 1 if node.input(0) == chain.tensor else 0)
-    assert bias is not None
     chain.layers[-1] = _linear(chain, node, last.weight.data, bias)
     return None
 
@@ -280,8 +280,8 @@ def _op_dropout(chain: Chain, node: Node) -> Module:
     a = chain.attributes(node, seed=0, ratio=0.5, is_test=1)  # ratio, is_test: opset < 12
     ratio = a["ratio"]
     if node.input(1):
-        ratio = float(chain.constant(node, 1))
-    if node.input(2) and bool(chain.constant(node, 2)):
+        ratio = float(chain.constant(node, 1).reshape(-1)[0])
+    if node.input(2) and chain.constant(node, 2).any():
         raise chain.error(node, "training_mode=True: an inference graph was expected")
     return nn.Dropout(f32(ratio))
 
@@ -294,15 +294,16 @@ def _op_batch_normalization(chain: Chain, node: Node) -> Module:
         raise chain.error(node, "only inference-mode, per-channel batch normalisation is supported")
     if chain.rank not in (2, 3, 4):
         raise chain.error(node, f"input of rank {chain.rank}: expected 2, 3 (1d) or 4 (2d)")
-    scale, shift, mean, var = (chain.weight(node, i) for i in (1, 2, 3, 4))
-    assert scale is not None and shift is not None and mean is not None and var is not None
+    scale, shift, mean, var = (chain.weight(node, i).reshape(-1) for i in (1, 2, 3, 4))
+    if not scale.size == shift.size == mean.size == var.size:
+        raise chain.error(node, "scale, bias, mean and var differ in size")
     kind = nn.BatchNorm2d if chain.rank == 4 else nn.BatchNorm1d
     # ONNX's momentum weighs the running value, PyTorch's the batch; float32 → round
     momentum = round(1.0 - f32(a["momentum"]), 7)
     layer = kind(scale.size, eps=f32(a["epsilon"]), momentum=momentum, dtype=chain.dtype)
     assert layer.weight is not None and layer.bias is not None
-    layer.weight.data, layer.bias.data = scale.reshape(-1), shift.reshape(-1)
-    layer.running_mean, layer.running_var = mean.reshape(-1), var.reshape(-1)
+    layer.weight.data, layer.bias.data = scale, shift
+    layer.running_mean, layer.running_var = mean, var
     return layer
 
 
