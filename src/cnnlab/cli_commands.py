@@ -49,6 +49,10 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str]:
     import cnnlab.io as cio
 
     path = Path(args.checkpoint)
+    if path.suffix.lower() == ".onnx":  # an ONNX graph, read by cnnlab.onnx
+        from cnnlab.onnx import cli_model_and_dataset
+
+        return cli_model_and_dataset(path, getattr(args, "dataset", None))
     model, metadata = cio.load_with_metadata(path)
     dataset = getattr(args, "dataset", None) or metadata.get("dataset")
     if not dataset or dataset == "None":
