@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only conv|floor|lenet|rss|naive]``.
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only conv|floor|lenet|...]``.
 
 Each cnnlab figure is measured beside PyTorch's in the same process and run (same
 thread count, alternating, after a warm-up, median of 7), and printed as a ratio.
@@ -35,7 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
     parser.add_argument(
-        "--only", choices=("conv", "floor", "lenet", "rss", "naive"), action="append"
+        "--only", choices=("conv", "floor", "lenet", "rss", "naive", "augment"), action="append"
     )
     args = parser.parse_args()
     _reexec()
@@ -45,7 +45,7 @@ def main() -> int:
     print(f"cnnlab benchmarks, {datetime.date.today()}")
     for line in environment():
         print(line)
-    sections = args.only or ["conv", "floor", "lenet", "rss", "naive"]
+    sections = args.only or ["conv", "floor", "lenet", "rss", "naive", "augment"]
     for name in sections:
         module = __import__(f"{name}_bench")
         print()

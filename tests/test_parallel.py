@@ -135,3 +135,29 @@ def test_bad_use_is_refused():
         runner.backward(np.zeros((3, 10)))
     with pytest.raises(ValueError, match="channels"):  # a worker's error reaches the caller
         runner(np.zeros((4, 2, 28, 28)))
+
+
+def test_batchnorm_in_training_is_refused_and_runs_in_parallel_in_eval_mode():
+    model = models.lenet5_bn(dtype=np.float64, rng=np.random.default_rng(6))
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm2d\).*--workers 1"):
+        DataParallel(model, 2)  # refused before any worker starts
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 1, 28, 28))
+    single = DataParallel(model, 1)  # one process: the model itself, batch statistics
+    single(x)
+    single.backward(np.ones((5, 10)))
+    assert int(model[1].num_batches_tracked) == 1
+    model.eval()  # running statistics: every sample on its own, as any layer
+    runner = DataParallel(model, 2)
+    np.testing.assert_allclose(runner(x), model(x), rtol=0, atol=1e-12)
+    model.train()
+    model(x)  # the running statistics move after the worker was forked...
+    model.eval()
+    np.testing.assert_allclose(runner(x), model(x), rtol=0, atol=1e-12)  # ...and follow
+    model.train()
+    with pytest.raises(ValueError, match="batch's statistics"):
+        runner(x)  # switched back to training after construction: refused too
+    stateless = nn.Sequential(nn.BatchNorm1d(3, track_running_stats=False)).eval()
+    with pytest.raises(ValueError, match=r"layer 0 \(BatchNorm1d\)"):
+        DataParallel(stateless, 2)  # without running statistics eval uses the batch's too
+    runner.close()

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from cnnlab import data, explain, functional, gradcheck, init, models, nn, optim, parallel
+from cnnlab import (
+    data,
+    explain,
+    functional,
+    gradcheck,
+    init,
+    models,
+    nn,
+    onnx,  # imports the onnx package only when used
+    optim,
+    parallel,
+)
 from cnnlab.io import load, save
 
 # ``cnnlab.gradcheck`` is both the module (with the CLI hooks) and, being callable,
@@ -24,6 +35,7 @@ __all__ = [
     "load",
     "models",
     "nn",
+    "onnx",
     "optim",
     "parallel",
     "save",

@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a saved model on its data set's test split")
-    p.add_argument("--checkpoint", required=True, help="model.safetensors (or a checkpoint)")
+    p.add_argument(
+        "--checkpoint", required=True, help="model.safetensors (or a checkpoint, or .onnx)"
+    )
     p.add_argument(
         "--dataset",
         choices=DATASET_CHOICES,
@@ -169,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("predict", help="classify image files (PNG/JPG, any size)")
-    p.add_argument("--checkpoint", required=True, help="model.safetensors")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors (or .onnx)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument(
         "--top",
@@ -184,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("gradcheck", "cnnlab.gradcheck", "check a layer's gradients numerically"),
         ("explain", "cnnlab.explain.cli", "print the derivation of the backward pass"),
         ("download", "cnnlab.data.download", "download MNIST or Fashion-MNIST (checksummed)"),
+        ("export", "cnnlab.onnx", "export a saved model to ONNX (needs cnnlab[onnx])"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(handler=_delegate(module))
@@ -222,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckpointError,
         DataError,
         DownloadError,
+        MissingDependencyError,
         TrainingError,
         TrainingInterrupted,
     )
@@ -239,7 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume += " --resume"
         print(f"cnnlab: resume with: {resume}", file=sys.stderr)
         return 128 + int(exc.signal_number)
-    except (DataError, CheckpointError, DownloadError, TrainingError) as exc:
+    except (
+        DataError,
+        CheckpointError,
+        DownloadError,
+        MissingDependencyError,
+        TrainingError,
+    ) as exc:
         return _error(str(exc), 1)
     except ValueError as exc:
         return _error(str(exc), 2)

@@ -65,6 +65,11 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str, dict[str,
     import cnnlab.io as cio
 
     path = Path(args.checkpoint)
+    if path.suffix.lower() == ".onnx":  # an ONNX graph, read by cnnlab.onnx
+        from cnnlab.onnx import cli_model_and_dataset
+
+        onnx_model, onnx_dataset = cli_model_and_dataset(path, getattr(args, "dataset", None))
+        return onnx_model, onnx_dataset, {}  # no data folder recorded in ONNX files
     model, metadata = cio.load_with_metadata(path)
     dataset = getattr(args, "dataset", None) or metadata.get("dataset")
     if not dataset or dataset == "None":

@@ -24,6 +24,11 @@ class DownloadError(RuntimeError):
     """No mirror delivered a file with the expected checksum."""
 
 
+class MissingDependencyError(ImportError):
+    """An optional part of cnnlab needs a package that is not installed (the message
+    says which extra to install, e.g. ``pip install 'cnnlab[onnx]'``)."""
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after writing a resumable checkpoint.
 

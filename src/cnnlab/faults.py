@@ -17,17 +17,24 @@ __all__ = ["SignalCatcher", "first_nonfinite", "first_nonfinite_state", "kept"]
 def first_nonfinite(model: Module, x: np.ndarray) -> str:
     """Name the first layer whose output is NaN/Inf on ``x`` (a diagnostic forward).
 
-    Runs the direct children in order, as :class:`~cnnlab.nn.Sequential` does.
+    Runs the direct children in order, as :class:`~cnnlab.nn.Sequential` does. The
+    model's buffers are restored afterwards: a diagnostic pass must not count as a
+    training batch in BatchNorm's running statistics.
     """
     children = list(model.named_children())
     if not children:
         return type(model).__name__
-    for name, layer in children:
-        with np.errstate(all="ignore"):
-            x = layer(x)
-        if not np.isfinite(x).all():
-            return f"layer {name} ({type(layer).__name__})"
-    return "the loss"
+    saved = {name: buf.copy() for name, buf in model.named_buffers()}
+    try:
+        for name, layer in children:
+            with np.errstate(all="ignore"):
+                x = layer(x)
+            if not np.isfinite(x).all():
+                return f"layer {name} ({type(layer).__name__})"
+        return "the loss"
+    finally:
+        for name, buf in model.named_buffers():
+            buf[...] = saved[name]
 
 
 def first_nonfinite_state(model: Module, optimizer: Any) -> str | None:

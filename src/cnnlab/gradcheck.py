@@ -127,7 +127,9 @@ def gradcheck(
     ------
     ValueError
         For bad arguments. A module's parameters are converted to float64 for the check
-        and restored afterwards (values, dtype and accumulated gradients).
+        and restored afterwards (values, dtype and accumulated gradients); its buffers
+        (e.g. BatchNorm's running statistics, which every training forward pass
+        updates) are replaced by float64 copies during the check and restored too.
     """
     for value, name in ((eps, "eps"), (atol, "atol"), (rtol, "rtol")):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
@@ -190,10 +192,17 @@ def _check_module(
 ) -> GradcheckReport:
     params = list(module.named_parameters())
     saved = [(p, p.data, p.grad) for _, p in params]
+    # buffers (BatchNorm's running statistics) change on every training forward pass,
+    # and the check runs many: each module gets its own buffers back afterwards
+    buffers = [
+        (m, name, buf) for _, m in module.named_modules() for name, buf in m._buffers.items()
+    ]
     try:
         for _, p in params:
             p.data = p.data.astype(np.float64)
             p.grad = np.zeros_like(p.data)
+        for m, name, buf in buffers:  # copies: the originals are not touched
+            setattr(m, name, buf.astype(np.float64) if buf.dtype.kind == "f" else buf.copy())
         y = _output(module(x))
         dy = rng.standard_normal(y.shape)
         dx = module.backward(dy)
@@ -209,6 +218,8 @@ def _check_module(
     finally:
         for p, data, grad in saved:
             p.data, p.grad = data, grad
+        for m, name, buf in buffers:
+            setattr(m, name, buf)
     return GradcheckReport(checks, eps, atol, rtol)
 
 

@@ -29,10 +29,16 @@ FORMAT = "cnnlab"
 FORMAT_VERSION = "1"
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """C-contiguous, keeping 0-d arrays 0-d (``np.ascontiguousarray`` makes them 1-d, and
+    BatchNorm's ``num_batches_tracked`` must come back with the shape it had)."""
+    return np.require(array, requirements="C")
+
+
 def _digest(tensors: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for key in sorted(tensors):
-        a = np.ascontiguousarray(tensors[key])
+        a = _contiguous(tensors[key])
         h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
@@ -80,7 +86,7 @@ def write_file(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[
     from safetensors.numpy import save_file
 
     path = Path(path)
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    arrays = {k: _contiguous(v) for k, v in tensors.items()}
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, sha256=_digest(arrays))
     atomic_write_bytes(path, lambda tmp: save_file(arrays, tmp, metadata=meta))

@@ -1,4 +1,4 @@
-"""Models by name: LeNet-5 for 28×28 digits and a small CNN for the 8×8 digits.
+"""Models by name: LeNet-5 (also with BatchNorm) for 28×28 digits, a small CNN for 8×8 ones.
 
 Every model is a :class:`~cnnlab.nn.Sequential`, so its parameter names
 (``0.weight``, ``3.bias``, ...) are those of a ``torch.nn.Sequential`` of the same
@@ -17,7 +17,7 @@ import numpy as np
 from cnnlab import nn
 from cnnlab._validate import FLOAT_DTYPES, positive_int
 
-__all__ = ["MODELS", "build", "digits_cnn", "lenet5", "spec"]
+__all__ = ["MODELS", "build", "digits_cnn", "lenet5", "lenet5_bn", "spec"]
 
 
 def _dtype(dtype: Any) -> np.dtype:
@@ -66,6 +66,60 @@ def lenet5(
     return model
 
 
+def lenet5_bn(
+    num_classes: int = 10, *, dtype: Any = np.float32, rng: np.random.Generator | None = None
+) -> nn.Sequential:
+    """LeNet-5 with batch normalisation, for 1×28×28 images.
+
+    :func:`lenet5` with a :class:`~cnnlab.nn.BatchNorm2d` after each convolution and a
+    :class:`~cnnlab.nn.BatchNorm1d` after the first two linear layers, each placed
+    before its ReLU (as Ioffe and Szegedy, 2015, normalise the pre-activation).
+
+    The layers followed by batch normalisation have no bias, as is conventional (e.g.
+    ResNet's ``conv → BatchNorm`` blocks): in training the normalisation subtracts each
+    channel's mean, so a per-channel bias would be removed again and never learn
+    (its gradient is zero); BatchNorm's own shift ``β`` takes its place. The output
+    layer keeps its bias. 61,932 parameters (``lenet5`` has 61,706); the state dict
+    also holds the running mean and variance (226 values each) and four batch counts.
+
+    ``conv5 pad2 → 6 (no bias), BN2d, ReLU, maxpool 2, conv5 → 16 (no bias), BN2d,
+    ReLU, maxpool 2, flatten, linear 400→120 (no bias), BN1d, ReLU, 120→84 (no bias),
+    BN1d, ReLU, 84→num_classes``
+
+    Train it in training mode (``model.train()``) and evaluate it in evaluation mode
+    (``model.eval()``): in training every forward pass normalises with the batch's
+    statistics and updates the running ones, so an evaluation pass left in training
+    mode would both depend on the batch and change the model.
+
+    Shapes
+    ------
+    Input ``(N, 1, 28, 28)``; output logits ``(N, num_classes)``. Training needs
+    ``N >= 2`` (batch statistics of one sample are undefined).
+    """
+    num_classes = positive_int(num_classes, "num_classes")
+    d = _dtype(dtype)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2, bias=False, dtype=d, rng=rng),
+        nn.BatchNorm2d(6, dtype=d),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, bias=False, dtype=d, rng=rng),
+        nn.BatchNorm2d(16, dtype=d),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120, bias=False, dtype=d, rng=rng),
+        nn.BatchNorm1d(120, dtype=d),
+        nn.ReLU(),
+        nn.Linear(120, 84, bias=False, dtype=d, rng=rng),
+        nn.BatchNorm1d(84, dtype=d),
+        nn.ReLU(),
+        nn.Linear(84, num_classes, dtype=d, rng=rng),
+    )
+    model.spec = {"name": "lenet5_bn", "kwargs": {"num_classes": num_classes}}
+    return model
+
+
 def digits_cnn(
     num_classes: int = 10, *, dtype: Any = np.float32, rng: np.random.Generator | None = None
 ) -> nn.Sequential:
@@ -99,12 +153,14 @@ def digits_cnn(
 
 MODELS: dict[str, Callable[..., nn.Sequential]] = {
     "lenet5": lenet5,
+    "lenet5_bn": lenet5_bn,
     "digits_cnn": digits_cnn,
 }
 
 #: the input each model expects, (channels, height, width)
 INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet5": (1, 28, 28),
+    "lenet5_bn": (1, 28, 28),
     "digits_cnn": (1, 8, 8),
 }
 

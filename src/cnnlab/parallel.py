@@ -16,7 +16,15 @@ one-worker run only by rounding, the batch sums being added in another order).
 Outputs, error maps and input gradients travel through pipes. Each process runs BLAS
 on one thread meanwhile, so the machine is not oversubscribed. Random layers stay
 reproducible: before each forward pass every :class:`~cnnlab.nn.Dropout` of a replica
-gets a generator seeded from the model's own.
+gets a generator seeded from the model's own, and the model's buffers (BatchNorm's
+running statistics) are sent along with the parameters.
+
+Batch normalisation in training mixes the samples of a batch (each is normalised with
+the batch's statistics) and updates running statistics: split over processes, each slice
+would be normalised with its own statistics and the updates would stay in the replicas.
+:class:`DataParallel` refuses such a model (with ``workers=1`` it runs unchanged); in
+evaluation mode, with running statistics, BatchNorm treats samples independently and
+runs in parallel like any layer.
 
 Workers are started with the ``fork`` start method (Linux); they ignore SIGINT (the
 caller decides what an interrupt means) and end with the caller.
@@ -38,7 +46,7 @@ from threadpoolctl import ThreadpoolController
 
 from cnnlab import init
 from cnnlab._validate import positive_int
-from cnnlab.nn import Dropout, Module
+from cnnlab.nn import BatchNorm1d, BatchNorm2d, Dropout, Module
 
 __all__ = ["DataParallel"]
 
@@ -159,7 +167,7 @@ def _worker(conn: Connection, replica: Module) -> None:
             return
         try:
             if kind == "forward":
-                _, param_name, layout, (x_name, x_shape, x_dtype, a, b), flags = message
+                _, param_name, layout, (x_name, x_shape, x_dtype, a, b), flags, buffers = message
                 # the replica's values ARE the shared block (the caller writes them
                 # between steps): no copy
                 values = _views(_attach(params, param_name).buf, layout)
@@ -172,6 +180,8 @@ def _worker(conn: Connection, replica: Module) -> None:
                         module.needs_input_grad = needs_dx
                     if seed is not None and isinstance(module, Dropout):
                         module.rng = np.random.default_rng(seed)
+                for name, attribute, value in buffers:  # the model's, as of this step
+                    setattr(modules[name], attribute, value)
                 # a view: the caller rewrites the block only for the next forward pass
                 x = np.ndarray(x_shape, np.dtype(x_dtype), buffer=_attach(inputs, x_name).buf)
                 conn.send(("ok", replica(x[a:b])))
@@ -223,8 +233,10 @@ class DataParallel:
     Parameters
     ----------
     model : Module
-        Any module whose forward and backward treat samples independently (every
-        cnnlab layer does: nothing mixes samples before the loss).
+        Any module whose forward and backward treat samples independently. Every
+        cnnlab layer does, except BatchNorm in training mode (or without running
+        statistics), which normalises each sample with the whole batch's statistics:
+        such a model is refused with more than one worker.
     workers : int
         Slices, each run by its own process. 1 runs the model itself, unchanged.
 
@@ -242,6 +254,8 @@ class DataParallel:
             raise ValueError(
                 "workers > 1 needs the 'fork' start method (Linux); use workers=1 here"
             )
+        if self.workers > 1:
+            self._refuse_batch_statistics()
         self._connections: list[Connection] = []
         self._processes: list[Any] = []
         self._params, self._inputs = _Shared(), _Shared()
@@ -250,6 +264,24 @@ class DataParallel:
         self._layout: tuple[Layout, int] = ([], 0)  # of the parameters, in that pass
         self._modules: list[tuple[str, Module]] = []  # as the workers' replicas have them
         self._finalizer: weakref.finalize | None = None
+
+    def _refuse_batch_statistics(self) -> None:
+        """Raise if a BatchNorm layer would normalise with the batch's statistics."""
+        mixing = [
+            (f"layer {name}" if name else "the model") + f" ({type(module).__name__})"
+            for name, module in self.model.named_modules()
+            if isinstance(module, (BatchNorm1d, BatchNorm2d))
+            and (module.training or module.running_mean is None)
+        ]
+        if mixing:
+            raise ValueError(
+                f"DataParallel cannot split batches over {self.workers} workers for a model "
+                "whose BatchNorm layers normalise with the batch's statistics (training mode, "
+                f"or no running statistics): {', '.join(mixing)}. Each worker would normalise "
+                "its slice with the slice's own statistics and update the running statistics "
+                "in its copy only; train such a model with --workers 1 (workers=1), or call "
+                "model.eval() first to run it for inference"
+            )
 
     # -- worker management -------------------------------------------------------
     def _start(self, count: int) -> None:
@@ -338,6 +370,7 @@ class DataParallel:
         if self.workers == 1 or x.ndim == 0 or x.shape[0] < 2:
             self._sizes = []
             return self.model(x)
+        self._refuse_batch_statistics()
         count = min(self.workers, x.shape[0])  # slices as np.array_split cuts them
         self._sizes = [x.shape[0] // count + (i < x.shape[0] % count) for i in range(count)]
         if len(self._processes) < count - 1:
@@ -351,10 +384,16 @@ class DataParallel:
         rest = x[self._sizes[0] :]
         inputs = self._inputs.ensure(rest.nbytes)
         np.ndarray(rest.shape, rest.dtype, buffer=inputs.buf)[...] = rest
+        buffers = [
+            (name, attribute, value)
+            for name, module in self._modules
+            for attribute, value in module._buffers.items()
+        ]
         start = 0
         for index, size in enumerate(self._sizes[1:]):
             where = (inputs.name, rest.shape, rest.dtype.str, start, start + size)
-            self._send(index, ("forward", block.name, layout, where, self._flags()))
+            message = ("forward", block.name, layout, where, self._flags(), buffers)
+            self._send(index, message)
             start += size
         first = x[: self._sizes[0]]
         outputs = self._gather(lambda: self.model(first), count - 1)

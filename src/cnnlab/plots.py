@@ -1,8 +1,9 @@
-"""Training plots (matplotlib, Agg backend): learning curves and the confusion matrix."""
+"""Training plots (matplotlib, Agg backend): learning curves, the confusion matrix and
+augmented samples."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from cnnlab.io import atomic_write_bytes
 
-__all__ = ["plot_confusion", "plot_curves"]
+__all__ = ["plot_confusion", "plot_curves", "save_augment_grid"]
 
 
 def _pyplot() -> Any:
@@ -85,6 +86,105 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
                 fontsize=7,
                 color="white" if confusion[i, j] > threshold else "black",
             )
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def save_augment_grid(
+    images: np.ndarray,
+    path: str | Path,
+    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    *,
+    rng: np.random.Generator | int = 0,
+    rows: int = 3,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """A PNG grid of images as given (top row) and as ``transform`` makes them (below).
+
+    Each lower row is one call ``transform(images, rng)`` with the same generator, so
+    every column shows one image and ``rows`` of its augmentations: what the model sees.
+    All panels share one grey (or colour) scale, taken from the lowest and highest
+    value shown, so a normalised background and a ``fill`` that does not match it are
+    visible as they are.
+
+    Parameters
+    ----------
+    images : ndarray
+        At most 32 images, float32 or float64, 1 (grey) or 3 (RGB) channels.
+    path : str or Path
+        Where to write the PNG (written atomically), e.g. ``RUN_DIR / "augment.png"``.
+    transform : callable
+        ``transform(x, rng) -> ndarray``, e.g. a :class:`cnnlab.data.transforms.Compose`.
+    rng : numpy.random.Generator or int
+        The generator for the augmentations, or a seed for one.
+    rows : int
+        Number of augmented rows (>= 1).
+    labels : sequence of str, optional
+        One caption per column (e.g. the class names).
+    title : str, optional
+        The figure title; by default it names the transforms.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Shapes
+    ------
+    images: ``(N, C, H, W)`` with ``N <= 32`` and ``C`` in {1, 3}; the transform's
+    output may have another ``H, W`` (a crop).
+    """
+    from cnnlab._validate import float_array, positive_int
+
+    images = float_array(images, "images", ndim=4)
+    n, channels = images.shape[:2]
+    if not 1 <= n <= 32:
+        raise ValueError(f"images must hold 1 to 32 images, got {n}; pass a slice")
+    if channels not in (1, 3):
+        raise ValueError(f"images must have 1 (grey) or 3 (RGB) channels, got {channels}")
+    rows = positive_int(rows, "rows")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels must have one entry per image ({n}), got {len(labels)}")
+    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    panels = [images] + [np.asarray(transform(images, generator)) for _ in range(rows)]
+    for out in panels[1:]:
+        if out.ndim != 4 or out.shape[:2] != (n, channels):
+            raise ValueError(
+                f"transform must return (N, C, H, W) = ({n}, {channels}, ...), got {out.shape}"
+            )
+    low = min(float(p.min()) for p in panels)
+    high = max(float(p.max()) for p in panels)
+    span = high - low if high > low else 1.0
+    if title is None:
+        steps = getattr(transform, "transforms", [transform])
+        names = " → ".join(type(t).__name__ for t in steps) or "identity"
+        title = f"What the model sees: originals (top), {names} (below)"
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        rows + 1,
+        n,
+        figsize=(0.4 + 0.75 * max(n, 4), 0.6 + 0.75 * (rows + 1)),
+        dpi=100,
+        squeeze=False,
+    )
+    for r, batch in enumerate(panels):
+        for k in range(n):
+            ax = axes[r][k]
+            if channels == 1:
+                ax.imshow(batch[k, 0], cmap="gray", vmin=low, vmax=high)
+            else:
+                ax.imshow(np.clip((batch[k].transpose(1, 2, 0) - low) / span, 0.0, 1.0))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and labels is not None:
+                ax.set_title(str(labels[k]), fontsize=7)
+        axes[r][0].set_ylabel("original" if r == 0 else f"aug. {r}", fontsize=7)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -1,5 +1,7 @@
-"""Data: IDX files, the data sets, reproducible mini-batches, images for ``predict``."""
+"""Data: IDX files, the data sets, reproducible mini-batches, augmentation (``transforms``),
+images for ``predict``."""
 
+from cnnlab.data import transforms
 from cnnlab.data.datasets import (
     DATASETS,
     Dataset,
@@ -22,5 +24,6 @@ __all__ = [
     "load_dataset",
     "read_idx",
     "split_validation",
+    "transforms",
     "write_idx",
 ]

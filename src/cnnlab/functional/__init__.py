@@ -15,6 +15,11 @@ from cnnlab.functional.activations import (
     tanh,
     tanh_backward,
 )
+from cnnlab.functional.batchnorm import (
+    BatchNormCache,
+    batch_norm_backward,
+    batch_norm_forward,
+)
 from cnnlab.functional.conv import (
     ConvCache,
     conv2d_backward,
@@ -47,10 +52,13 @@ from cnnlab.functional.pool import (
 )
 
 __all__: list[str] = [
+    "BatchNormCache",
     "ConvCache",
     "LinearCache",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
+    "batch_norm_backward",
+    "batch_norm_forward",
     "conv2d_backward",
     "conv2d_forward",
     "conv_padding",

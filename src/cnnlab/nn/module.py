@@ -246,7 +246,7 @@ class Module:
         return self
 
     def eval(self) -> Module:
-        """Switch to evaluation mode (Dropout off)."""
+        """Switch to evaluation mode (Dropout off; BatchNorm uses its running statistics)."""
         return self.train(False)
 
     @property

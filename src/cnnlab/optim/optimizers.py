@@ -6,19 +6,24 @@ only reads ``param.grad`` and updates ``param.data`` in place; backward never ca
 
 State (moments, step count) is a flat ``dict[str, ndarray]`` (:meth:`Optimizer.state_dict`)
 so checkpoints can store it without pickle.
+
+A step never warns: it runs under ``np.errstate(all="ignore")``, so an overflow (a far
+too large learning rate) leaves Inf or NaN in the parameters or the moments instead of
+a ``RuntimeWarning``. :meth:`Optimizer.nonfinite` finds them after the step, cheaply,
+for a training loop to stop on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from cnnlab.nn.module import Parameter
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "build"]
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "NonFinite", "Optimizer", "build"]
 
 
 def _nonnegative(value: object, name: str) -> float:
@@ -31,6 +36,37 @@ def _nonnegative(value: object, name: str) -> float:
     return v
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry of ``a`` is finite; call under ``np.errstate(over="ignore")``.
+
+    ``a·a`` is one allocation-free pass (BLAS) and is NaN or Inf whenever an entry is;
+    only when it is not finite (a NaN/Inf entry, or finite entries whose squares
+    overflow) does the exact, slower ``isfinite`` test decide.
+    """
+    flat = a.reshape(-1)
+    if math.isfinite(float(flat @ flat)):
+        return True
+    return bool(np.isfinite(a).all())
+
+
+class NonFinite(NamedTuple):
+    """Where :meth:`Optimizer.nonfinite` found a NaN or an Inf."""
+
+    #: position of the parameter in ``optimizer.params`` (the order of ``model.parameters()``)
+    param_index: int
+    #: ``None`` for the parameter's own values, else the state buffer (e.g. ``"exp_avg_sq"``)
+    buffer: str | None
+
+    def describe(self, name: str | None = None) -> str:
+        """Words for an error message, e.g. ``"the optimizer's exp_avg_sq of fc1.weight"``.
+
+        ``name`` is the parameter's name (``list(model.named_parameters())[param_index][0]``);
+        without it the parameter is called by its index.
+        """
+        who = name if name is not None else f"parameter {self.param_index}"
+        return who if self.buffer is None else f"the optimizer's {self.buffer} of {who}"
+
+
 class Optimizer:
     """Base class: holds the parameters and a flat state of named arrays.
 
@@ -39,7 +75,14 @@ class Optimizer:
     params : iterable of Parameter
         Usually ``model.parameters()``.
     lr : float
-        Learning rate, ``>= 0``.
+        Learning rate, ``>= 0``. A learning-rate scheduler
+        (:mod:`cnnlab.optim.lr_scheduler`) changes ``opt.lr`` between steps.
+
+    Attributes
+    ----------
+    initial_lr : float or None
+        The learning rate a schedule starts from; set by the first scheduler attached
+        (``param_group["initial_lr"]`` in PyTorch), ``None`` before.
     """
 
     #: names of per-parameter state arrays, e.g. ``("exp_avg", "exp_avg_sq")``
@@ -56,6 +99,7 @@ class Optimizer:
                     f"{type(p).__name__}"
                 )
         self.lr = _nonnegative(lr, "lr")
+        self.initial_lr: float | None = None
         self.step_count = 0
         self.state: dict[str, list[np.ndarray | None]] = {
             name: [None] * len(self.params) for name in self.buffers
@@ -67,10 +111,39 @@ class Optimizer:
             p.zero_grad()
 
     def step(self) -> None:
-        """Update every parameter once from its ``.grad``."""
+        """Update every parameter once from its ``.grad``.
+
+        Never warns: overflow leaves Inf/NaN behind, which :meth:`nonfinite` reports.
+        """
         self.step_count += 1
-        for i, p in enumerate(self.params):
-            self._update(i, p)
+        with np.errstate(all="ignore"):
+            for i, p in enumerate(self.params):
+                self._update(i, p)
+
+    def nonfinite(self) -> NonFinite | None:
+        """The first parameter or state buffer holding NaN or Inf, or ``None``.
+
+        Call it after :meth:`step`: a step with a far too large learning rate can
+        overflow the parameters or only the moments (Adam's ``exp_avg_sq`` = Inf
+        turns every later update into 0, a silent stall). Parameters are visited in
+        order, each before its state buffers. Costs about one read of the parameters
+        and of the state (a dot product per array): for LeNet-5's 61,706 parameters
+        some 30 µs, 75-200 µs with Adam's two moments, well under 1 % of a step.
+
+        Returns
+        -------
+        NonFinite or None
+            ``(param_index, buffer)``; ``buffer`` is ``None`` for the parameter itself.
+        """
+        with np.errstate(all="ignore"):
+            for i, p in enumerate(self.params):
+                if not _all_finite(p.data):
+                    return NonFinite(i, None)
+                for name in self.buffers:
+                    buf = self.state[name][i]
+                    if buf is not None and not _all_finite(buf):
+                        return NonFinite(i, name)
+        return None
 
     def _update(self, i: int, p: Parameter) -> None:
         raise NotImplementedError
