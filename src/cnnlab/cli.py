@@ -68,6 +68,26 @@ def _fraction(what: str) -> Any:
     return parse
 
 
+def _recipes_text() -> str:
+    from cnnlab.train.config import RECIPES
+
+    lines = ["recipes (what each data set's run does unless told otherwise):"]
+    for name, r in RECIPES.items():
+        extras = [f"schedule {r.schedule}"]
+        if r.warmup:
+            extras.append(f"warm-up {r.warmup:g} epochs")
+        extras.append("augmentation" if r.augment else "no augmentation")
+        if r.label_smoothing:
+            extras.append(f"label smoothing {r.label_smoothing:g}")
+        if r.weight_decay:
+            extras.append(f"weight decay {r.weight_decay:g}")
+        lines.append(
+            f"  {name}: {r.epochs} epochs, batch {r.batch_size}, {r.optimizer} lr {r.lr:g}, "
+            + ", ".join(extras)
+        )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import cnnlab
 
@@ -86,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model (default: the bundled 8x8 digits)",
         description="Train a model. With no options: a small CNN on "
         "scikit-learn's bundled 8x8 digits, in well under a minute.",
+        epilog=_recipes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="lenet5 or digits_cnn (default: the data set's model)")
+    p.add_argument(
+        "--model", help="lenet5, lenet5_bn or digits_cnn (default: the data set's model)"
+    )
     p.add_argument(
         "--dataset",
         choices=DATASET_CHOICES,
@@ -97,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs",
         type=_int_at_least(1, "--epochs"),
-        help="total epochs (default: 30 for digits, 10 otherwise)",
+        help="total epochs (default: the data set's recipe, below)",
     )
-    p.add_argument("--batch-size", type=_int_at_least(1, "--batch-size"), default=64)
+    p.add_argument(
+        "--batch-size", type=_int_at_least(1, "--batch-size"), help="default: the recipe's"
+    )
     p.add_argument(
         "--workers",
         type=_int_at_least(1, "--workers"),
@@ -107,13 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes, each running the model on a slice of every batch (default 1; "
         "2 uses two cores: about 1.45x the images/s of 1 at batch 64)",
     )
-    p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: the recipe's")
     p.add_argument(
         "--lr",
         type=_positive_float("--lr"),
-        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd)",
+        help="(peak) learning rate (default: the recipe's for its optimizer; else 1e-3 for "
+        "adam/adamw, 0.05 for sgd)",
     )
-    p.add_argument("--weight-decay", type=_positive_float("--weight-decay", True), default=0.0)
+    p.add_argument(
+        "--weight-decay",
+        type=_positive_float("--weight-decay", True),
+        help="default: the recipe's",
+    )
     p.add_argument(
         "--momentum",
         type=_positive_float("--momentum", True),
@@ -129,6 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the training split held out to validate each epoch (stratified, "
         "the same for every seed; default 0.1; 0: no validation). The test split is "
         "evaluated once, at the end",
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="random affine motions of each training batch, shown in augment.png "
+        "(default: the recipe's)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("none", "step", "cosine", "onecycle"),
+        help="learning-rate schedule, stepped every batch (default: the recipe's)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_positive_float("--warmup", True),
+        metavar="EPOCHS",
+        help="epochs of linear warm-up before the schedule (not with onecycle, which "
+        "warms up by itself; default: the recipe's)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=_fraction("--label-smoothing"),
+        help="ε of the training loss's smoothed targets (default: the recipe's)",
     )
     p.add_argument(
         "--keep",

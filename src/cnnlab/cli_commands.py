@@ -31,6 +31,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         val_fraction=args.val_fraction,
         keep=args.keep,
+        augment=args.augment,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
         out=args.out,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -56,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(
         f"run directory: {result.out}  (model.safetensors, checkpoint.safetensors, "
-        "metrics.csv, curves.png, confusion.png, summary.json)"
+        "metrics.csv, curves.png, confusion.png, summary.json"
+        + (", augment.png)" if cfg.augment else ")")
     )
     return 0
 

@@ -1,11 +1,13 @@
 """The training loop's callbacks: each a small class with one job.
 
+Data (first):         :class:`Augment` (-40), :class:`AugmentPreview`
 Bookkeeping (early):  :class:`NaNGuard` (-30), :class:`Recorder` (-20),
                       :class:`Validate` (-10)
 Yours (0):            e.g. :class:`OnStep`
 Output (after):       :class:`ProgressBar`, :class:`KeepBest`, :class:`ModelFile`,
                       :class:`MetricsCSV`, :class:`CurvesPlot`, :class:`EpochSummary`,
                       :class:`Checkpointer` (30)
+Schedule:             :class:`ScheduleStep` (50)
 Control (last):       :class:`InterruptOnSignal` (100)
 
 :func:`~cnnlab.train.fit` assembles them from a :class:`~cnnlab.train.TrainConfig`;
@@ -34,6 +36,8 @@ from cnnlab.nn.module import Module
 from cnnlab.train.loop import Callback, Trainer
 
 __all__ = [
+    "Augment",
+    "AugmentPreview",
     "Checkpointer",
     "CurvesPlot",
     "EpochSummary",
@@ -45,6 +49,7 @@ __all__ = [
     "OnStep",
     "ProgressBar",
     "Recorder",
+    "ScheduleStep",
     "Validate",
     "write_atomic_text",
 ]
@@ -67,6 +72,76 @@ def write_atomic_text(path: Path, text: str) -> Path:
     data = text.encode()
     io.atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
+
+
+#: first entropy word of the augmentation's generators, apart from the loader's
+AUGMENT_STREAM = 0xA06
+
+
+class Augment(Callback):
+    """Augment each training batch: ``trainer.x = transform(trainer.x, rng)``.
+
+    The generator of a batch is made from ``(seed, epoch, step)``, so the batch a step
+    sees does not depend on what ran before it in this process: a run resumed mid-epoch
+    augments exactly as an uninterrupted one.
+    """
+
+    order = -40
+
+    def __init__(
+        self, transform: Callable[[np.ndarray, np.random.Generator], np.ndarray], seed: int
+    ) -> None:
+        self.transform, self.seed = transform, seed
+
+    def before_batch(self, t: Trainer) -> None:
+        rng = np.random.default_rng([AUGMENT_STREAM, self.seed, t.epoch, t.step])
+        t.x = self.transform(t.x, rng)
+
+
+class AugmentPreview(Callback):
+    """``augment.png``: some training images and what the augmentation makes of them,
+    written when a run starts (so a user sees what the model sees)."""
+
+    def __init__(
+        self,
+        path: Path,
+        transform: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+        images: np.ndarray,
+        labels: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.path, self.transform, self.images = Path(path), transform, images
+        self.labels, self.seed = labels, seed
+
+    def before_fit(self, t: Trainer) -> None:
+        if (t.epoch, t.step) != (0, 0) and self.path.exists():
+            return
+        from cnnlab.plots import save_augment_grid
+
+        save_augment_grid(self.images, self.path, self.transform, rng=self.seed, labels=self.labels)
+
+
+class ScheduleStep(Callback):
+    """Step a learning-rate schedule after every optimizer step (per batch).
+
+    The schedule's position is resumable state. It runs after the bookkeeping (the
+    epoch's ``lr`` is the rate its last step used) and before the signal check, so a
+    checkpoint written at an interruption holds the schedule of the next step.
+    """
+
+    order = 50
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def after_step(self, t: Trainer) -> None:
+        self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.scheduler.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
 
 
 class NaNGuard(Callback):

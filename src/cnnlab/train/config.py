@@ -16,17 +16,73 @@ from cnnlab.evaluate import EvalResult
 from cnnlab.nn.module import Module
 
 __all__ = [
-    "DEFAULT_EPOCHS",
     "DEFAULT_LR",
     "KEEP_CHOICES",
+    "RECIPES",
     "RESUME_KEYS",
+    "SCHEDULES",
+    "Recipe",
     "TrainConfig",
     "TrainResult",
+    "augmentation",
     "prepare_out_dir",
 ]
 
-DEFAULT_EPOCHS = {"digits": 30, "mnist": 10, "fashion-mnist": 10}
+#: the learning rate of an optimizer other than the recipe's
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+SCHEDULES = ("none", "step", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A data set's default training settings: what ``cnnlab train`` does unasked.
+
+    ``lr`` is for ``optimizer`` (another optimizer gets its :data:`DEFAULT_LR`), and
+    ``warmup`` (epochs of linear warm-up) for ``schedule`` (another gets none).
+    ``augment`` switches on the data set's :func:`augmentation`.
+    """
+
+    epochs: int
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = False
+    schedule: str = "none"
+    warmup: float = 0.0
+    label_smoothing: float = 0.0
+
+
+RECIPES: dict[str, Recipe] = {
+    "digits": Recipe(epochs=30),
+    "mnist": Recipe(epochs=10),
+    "fashion-mnist": Recipe(epochs=10),
+}
+
+
+def augmentation(dataset: str) -> Any:
+    """The augmentation ``--augment`` applies to a data set's (normalised) batches.
+
+    Random affine motions that keep a digit or a garment what it is: small rotations,
+    shifts, scalings and shears, the uncovered background filled with the data set's
+    normalised black; Fashion-MNIST also mirrors (a mirrored shoe is still a shoe, a
+    mirrored 2 is not a 2).
+    """
+    from cnnlab.data import dataset_info
+    from cnnlab.data.transforms import Compose, RandomAffine, RandomHorizontalFlip
+
+    info = dataset_info(dataset)
+    black = -info.mean / info.std
+    if dataset == "fashion-mnist":
+        return Compose(
+            [
+                RandomHorizontalFlip(),
+                RandomAffine(degrees=5, translate=(0.08, 0.08), scale=(0.95, 1.05), fill=black),
+            ]
+        )
+    return RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10, fill=black)
+
+
 #: ``last``: the model after the last epoch; ``best``: the epoch of best validation
 KEEP_CHOICES = ("last", "best")
 #: settings that must not change when a run is resumed
@@ -42,6 +98,10 @@ RESUME_KEYS = (
     "dtype",
     "val_fraction",
     "keep",
+    "augment",
+    "schedule",
+    "warmup",
+    "label_smoothing",
 )
 
 
@@ -51,9 +111,14 @@ class TrainConfig:
 
     ``dataset=None`` is the bundled ``digits`` (refused together with a ``data_dir``:
     MNIST and Fashion-MNIST files look alike, so the data set must be named).
-    ``model=None`` picks the data set's default model, ``epochs=None`` and ``lr=None``
-    the defaults for the data set and optimizer. ``out=None`` is
+    ``model=None`` picks the data set's default model; every other ``None`` takes the
+    data set's :class:`Recipe` (:data:`RECIPES`). ``out=None`` is
     ``runs/<dataset>-<model>`` in the current directory.
+
+    ``augment`` applies :func:`augmentation` to each training batch; ``schedule`` is
+    a per-batch learning-rate schedule (``none``, ``step``, ``cosine``, ``onecycle``:
+    :func:`cnnlab.optim.lr_scheduler.build_schedule`) after ``warmup`` epochs of linear
+    warm-up; ``label_smoothing`` is the training loss's ε (PyTorch's).
 
     ``val_fraction`` of the training split (stratified, the same images for every
     seed) is held out and evaluated after each epoch; 0 trains on all of it and skips
@@ -69,16 +134,20 @@ class TrainConfig:
     model: str | None = None
     data_dir: str | None = None
     epochs: int | None = None
-    batch_size: int = 64
+    batch_size: int | None = None
     workers: int = 1
-    optimizer: str = "adam"
+    optimizer: str | None = None
     lr: float | None = None
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     momentum: float = 0.9
     seed: int = 0
     dtype: str = "float32"
     val_fraction: float = 0.1
     keep: str = "last"
+    augment: bool | None = None
+    schedule: str | None = None
+    warmup: float | None = None
+    label_smoothing: float | None = None
     out: str | None = None
     resume: bool = False
     overwrite: bool = False
@@ -115,19 +184,29 @@ class TrainConfig:
                 f"model {c.model!r} takes images of shape {models.INPUT_SHAPES[c.model]}, "
                 f"data set {c.dataset!r} has {expected}; choose a matching --model"
             )
+        recipe = RECIPES[c.dataset]
+        if c.optimizer is None:
+            c.optimizer = recipe.optimizer
         if c.optimizer not in DEFAULT_LR:
             raise ValueError(
                 f"unknown optimizer {c.optimizer!r}; choose one of {sorted(DEFAULT_LR)}"
             )
-        if c.epochs is None:
-            c.epochs = DEFAULT_EPOCHS.get(c.dataset, 10)
         if c.lr is None:
-            c.lr = DEFAULT_LR[c.optimizer]
+            c.lr = recipe.lr if c.optimizer == recipe.optimizer else DEFAULT_LR[c.optimizer]
+        if c.schedule is None:
+            c.schedule = recipe.schedule
+        if c.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {c.schedule!r}; choose one of {SCHEDULES}")
+        if c.warmup is None:
+            c.warmup = recipe.warmup if c.schedule == recipe.schedule else 0.0
+        for name in ("epochs", "batch_size", "weight_decay", "augment", "label_smoothing"):
+            if getattr(c, name) is None:
+                setattr(c, name, getattr(recipe, name))
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("lr", "weight_decay", "momentum"):
+        for name in ("lr", "weight_decay", "momentum", "warmup"):
             value = getattr(c, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -138,6 +217,27 @@ class TrainConfig:
         v = c.val_fraction
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
             raise ValueError(f"val_fraction must be a number in [0, 1), got {v!r}")
+        if not isinstance(c.augment, bool):
+            raise ValueError(f"augment must be True or False, got {c.augment!r}")
+        ls = c.label_smoothing
+        if not isinstance(ls, (int, float)) or isinstance(ls, bool) or not 0 <= ls < 1:
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got {ls!r}")
+        assert c.warmup is not None and c.epochs is not None
+        if c.warmup >= c.epochs:
+            raise ValueError(
+                f"a warm-up of {c.warmup:g} epochs leaves nothing of a {c.epochs}-epoch run; "
+                "give --warmup fewer epochs than --epochs"
+            )
+        if c.schedule == "onecycle" and c.warmup:
+            raise ValueError(
+                "the onecycle schedule warms up by itself (its first 30 % of the steps); "
+                "drop --warmup, or choose another --schedule"
+            )
+        if c.workers > 1 and _has_batchnorm(c.model):
+            raise ValueError(
+                f"model {c.model!r} has BatchNorm layers, whose batch statistics cannot be "
+                "split over workers; train it with --workers 1"
+            )
         if c.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {c.keep!r}")
         if c.keep == "best" and c.val_fraction == 0:
@@ -152,6 +252,13 @@ class TrainConfig:
     def resume_view(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint."""
         return {k: getattr(self, k) for k in RESUME_KEYS}
+
+
+def _has_batchnorm(model: str) -> bool:
+    from cnnlab.nn import BatchNorm1d, BatchNorm2d
+
+    built = models.build(model)
+    return any(isinstance(m, (BatchNorm1d, BatchNorm2d)) for _, m in built.named_modules())
 
 
 @dataclass

@@ -7,6 +7,7 @@ The run directory (``config.out``) receives:
 ``checkpoint.safetensors``  everything needed to resume (see :mod:`cnnlab.checkpoint`)
 ``metrics.csv``             one row per epoch: train and validation loss/accuracy, lr, time
 ``curves.png``              those curves
+``augment.png``             training images as the augmentation shows them (``augment``)
 ``confusion.png``           the test split's confusion matrix
 ``summary.json``            the settings and the test result of the kept model
 
@@ -33,6 +34,8 @@ from cnnlab.nn.losses import CrossEntropyLoss
 from cnnlab.nn.module import Module
 from cnnlab.parallel import DataParallel
 from cnnlab.train.callbacks import (
+    Augment,
+    AugmentPreview,
     Checkpointer,
     CurvesPlot,
     EpochSummary,
@@ -44,10 +47,11 @@ from cnnlab.train.callbacks import (
     OnStep,
     ProgressBar,
     Recorder,
+    ScheduleStep,
     Validate,
     write_atomic_text,
 )
-from cnnlab.train.config import TrainConfig, TrainResult, prepare_out_dir
+from cnnlab.train.config import TrainConfig, TrainResult, augmentation, prepare_out_dir
 from cnnlab.train.loop import Callback, Trainer
 
 __all__ = ["VAL_SPLIT_SEED", "fit", "standard_callbacks"]
@@ -90,7 +94,8 @@ def fit(
     """
     cfg = config.resolved()
     assert cfg.out is not None and cfg.epochs is not None and cfg.model is not None
-    assert cfg.dataset is not None and cfg.lr is not None
+    assert cfg.dataset is not None and cfg.lr is not None and cfg.optimizer is not None
+    assert cfg.label_smoothing is not None
     out = Path(cfg.out)
     saved = _saved_run(cfg, out)
     prepare_out_dir(out)
@@ -104,14 +109,45 @@ def fit(
     opt = optim.build(cfg.optimizer, model.parameters(), **opt_kwargs)
     from cnnlab.data import DataLoader
 
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    assert cfg.batch_size is not None
+    # BatchNorm cannot normalise a batch of one sample: skip such a last batch
+    lone = len(train_set) % cfg.batch_size == 1 and _has_batch_statistics(model)
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=lone
+    )
     metadata = {"dataset": cfg.dataset}
     if data_dir is not None:
         metadata["data_dir"] = str(data_dir)
-    extra = [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
+    extra: list[Callback] = []
+    if cfg.schedule != "none" or cfg.warmup:
+        from cnnlab.optim.lr_scheduler import build_schedule
+
+        assert cfg.schedule is not None and cfg.warmup is not None
+        schedule = build_schedule(
+            cfg.schedule,
+            opt,
+            epochs=cfg.epochs,
+            steps_per_epoch=len(loader),
+            warmup_epochs=cfg.warmup,
+        )
+        extra.append(ScheduleStep(schedule))
+    if cfg.augment:
+        transform = augmentation(cfg.dataset)
+        sample = _preview_sample(train_set)
+        extra += [
+            Augment(transform, cfg.seed),
+            AugmentPreview(
+                out / "augment.png",
+                transform,
+                train_set.images[sample],
+                [train_set.classes[i] for i in train_set.labels[sample]],
+                seed=cfg.seed,
+            ),
+        ]
+    extra += [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
     trainer = Trainer(
         model,
-        CrossEntropyLoss(),
+        CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         opt,
         loader,
         [*standard_callbacks(cfg, val_set, metadata), *extra],
@@ -175,7 +211,7 @@ def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any])
         keep(model_path, metadata),
         MetricsCSV(out / "metrics.csv"),
         CurvesPlot(out / "curves.png"),
-        Checkpointer(ckpt_path, cfg.resume_view()),
+        Checkpointer(ckpt_path, {**cfg.resume_view(), "epochs": cfg.epochs}),
         InterruptOnSignal(),
     ]
     return cbs
@@ -214,6 +250,13 @@ def _saved_run(cfg: TrainConfig, out: Path) -> Checkpoint | None:
             + f", more than --epochs {cfg.epochs}; give --epochs {done} or "
             "more to train it further (cnnlab eval tests it as it is)"
         )
+    planned = ck.config.get("epochs", cfg.epochs)
+    if cfg.schedule != "none" and planned != cfg.epochs:
+        raise ValueError(
+            f"the {cfg.schedule} learning-rate schedule of {out} spans its {planned} "
+            f"epochs and cannot be stretched to {cfg.epochs}; resume with --epochs "
+            f"{planned}, or start a new run"
+        )
     return ck
 
 
@@ -239,6 +282,20 @@ def _load_data(cfg: TrainConfig) -> tuple[Any, Any, Any, Path | None]:
         return train, None, test, data_dir
     train, val = split_validation(train, cfg.val_fraction, seed=VAL_SPLIT_SEED)
     return train, val, test, data_dir
+
+
+def _has_batch_statistics(model: Module) -> bool:
+    from cnnlab.nn import BatchNorm1d, BatchNorm2d
+
+    return any(isinstance(m, (BatchNorm1d, BatchNorm2d)) for _, m in model.named_modules())
+
+
+def _preview_sample(train_set: Any) -> Any:
+    """The first training image of each class (a fixed choice, for the preview)."""
+    import numpy as np
+
+    firsts = [np.flatnonzero(train_set.labels == c)[:1] for c in range(len(train_set.classes))]
+    return np.concatenate(firsts).astype(np.int64)
 
 
 def _kept_epoch(trainer: Trainer) -> int:
