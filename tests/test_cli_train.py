@@ -110,3 +110,27 @@ def test_adam_overflow_stops_the_run_without_a_raw_warning(env):
     proc = run("train", "--lr", "1e6", "--out", "big", "--no-progress", cwd=env)
     assert_clean_error(proc, 1, "epoch 1, step", "after the optimizer step", "lower --lr")
     assert "Warning" not in proc.stderr and "accuracy" not in proc.stdout
+
+
+def test_recipe_flags(env):
+    _idx_folder(env / "data", 96, 16)
+    common = ("--dataset", "mnist", "--data-dir", "data", "--epochs", "2", "--no-progress")
+    proc = run(
+        "train", *common, "--augment", "--schedule", "cosine", "--warmup", "0.5",
+        "--label-smoothing", "0.1", "--model", "lenet5_bn", "--out", "a", cwd=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (env / "a" / "augment.png").is_file() and "augment.png" in proc.stdout
+    config = json.loads((env / "a" / "summary.json").read_text())["config"]
+    assert (config["augment"], config["schedule"], config["warmup"]) == (True, "cosine", 0.5)
+    assert (config["label_smoothing"], config["model"]) == (0.1, "lenet5_bn")
+    proc = run("train", *common, "--no-augment", "--schedule", "none", "--out", "b", cwd=env)
+    assert proc.returncode == 0 and not (env / "b" / "augment.png").exists(), proc.stderr
+    for args, fragment in (
+        (("--schedule", "onecycle", "--warmup", "1"), "warms up by itself"),
+        (("--model", "lenet5_bn", "--workers", "2"), "--workers 1"),
+        (("--label-smoothing", "1"), "--label-smoothing must be in [0, 1)"),
+        (("--schedule", "linear"), "invalid choice: 'linear'"),
+        (("--warmup", "2"), "leaves nothing of a 2-epoch run"),
+    ):
+        assert_clean_error(run("train", *common, *args, "--out", "c", cwd=env), 2, fragment)

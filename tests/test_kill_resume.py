@@ -1,5 +1,7 @@
 """Kill test: SIGINT/SIGTERM a training process mid-epoch, resume it, and compare the
-final weights with an uninterrupted run of the same seed: identical."""
+final weights with an uninterrupted run of the same seed: identical — with data
+augmentation (a generator per batch) and a OneCycle schedule (its position in the
+checkpoint) switched on."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ ARGS = (
     "16",
     "--seed",
     "11",
+    "--augment",
+    "--schedule",
+    "onecycle",
+    "--label-smoothing",
+    "0.1",
     "--no-progress",
 )
 
@@ -87,3 +94,6 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, mnist_sample_dir,
     assert a.keys() == b.keys()
     for key in a:
         assert np.array_equal(a[key], b[key]), key
+    lr = [(tmp_path / run / "metrics.csv").read_text().splitlines() for run in ("cut", "whole")]
+    assert [row.split(",")[5] for row in lr[0]] == [row.split(",")[5] for row in lr[1]]
+    assert (tmp_path / "cut" / "augment.png").is_file()

@@ -243,3 +243,85 @@ def test_non_finite_optimizer_state_stops_like_a_nan_loss(tmp_path):
     assert "epoch 1, step" in message and "after the optimizer step" in message
     assert "parameter" in message and "lower --lr" in message and "is kept" in message
     assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+def _idx_folder(path, n_train, n_test, seed=0):
+    """A folder of 28x28 IDX files in MNIST's layout (random pixels and labels)."""
+    from cnnlab.data.idx import write_idx
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), np.uint8)
+        write_idx(path / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(path / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    return path
+
+
+def _recipe(out, data, **kw):
+    """LeNet-5 with BatchNorm, augmentation, OneCycle and label smoothing."""
+    return _cfg(
+        out,
+        **{
+            "dataset": "mnist",
+            "model": "lenet5_bn",
+            "data_dir": str(data),
+            "epochs": 3,
+            "batch_size": 16,
+            "augment": True,
+            "schedule": "onecycle",
+            "label_smoothing": 0.1,
+            "lr": 3e-3,
+            **kw,
+        },
+    )
+
+
+def test_augmented_batchnorm_onecycle_run_resumes_bit_identically(tmp_path):
+    data = _idx_folder(tmp_path / "data", 198, 20)  # 177 to train: a last batch of 1
+
+    def interrupt(epoch, step, model):
+        if epoch == 2 and step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted):
+        fit(_recipe(tmp_path / "cut", data), on_step=interrupt)
+    cut = fit(_recipe(tmp_path / "cut", data, resume=True))
+    whole = fit(_recipe(tmp_path / "whole", data))
+    a = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    b = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    assert any("running_mean" in k for k in a)  # BatchNorm's buffers are compared too
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert [r["lr"] for r in cut.history] == [r["lr"] for r in whole.history]
+    png = (tmp_path / "whole" / "augment.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_schedule_steps_every_batch_as_torchs_onecycle(tmp_path):
+    import torch
+
+    data = _idx_folder(tmp_path / "data", 100, 10)
+    result = fit(_recipe(tmp_path / "run", data, model="lenet5", augment=False))
+    steps = len(DataLoader(split_validation(load_dataset("mnist", "train", data), 0.1)[0], 16))
+    param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = torch.optim.Adam([param], lr=3e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=3 * steps)
+    used = []  # the rate each optimizer step ran at
+    for _ in range(3 * steps):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [used[(e + 1) * steps - 1] for e in range(3)]  # each epoch's last step
+    assert np.allclose([r["lr"] for r in result.history], expected, rtol=1e-12, atol=0)
+
+
+def test_a_scheduled_run_resumes_only_to_its_own_length(tmp_path):
+    fit(_cfg(tmp_path / "run", epochs=2, schedule="cosine"))
+    with pytest.raises(ValueError, match=r"cosine learning-rate schedule .* spans its 2 epochs"):
+        fit(_cfg(tmp_path / "run", epochs=3, schedule="cosine", resume=True))
+    with pytest.raises(ValueError, match="schedule: checkpoint 'cosine' vs now 'none'"):
+        fit(_cfg(tmp_path / "run", epochs=2, schedule="none", resume=True))
+    with pytest.raises(ValueError, match="onecycle schedule warms up by itself"):
+        fit(_cfg(tmp_path / "x", schedule="onecycle", warmup=1))
+    with pytest.raises(ValueError, match=r"BatchNorm .* --workers 1"):
+        fit(_cfg(tmp_path / "x", dataset="mnist", model="lenet5_bn", workers=2))
