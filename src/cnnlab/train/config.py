@@ -55,31 +55,29 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "digits": Recipe(epochs=30),
-    "mnist": Recipe(epochs=10),
-    "fashion-mnist": Recipe(epochs=10),
+    # chosen on the validation split of the 6,000-digit sample (README, "Recipes")
+    "mnist": Recipe(epochs=15, lr=3e-3, augment=True, schedule="cosine", warmup=1),
+    "fashion-mnist": Recipe(epochs=15, lr=3e-3, augment=True, schedule="cosine", warmup=1),
 }
 
 
 def augmentation(dataset: str) -> Any:
     """The augmentation ``--augment`` applies to a data set's (normalised) batches.
 
-    Random affine motions that keep a digit or a garment what it is: small rotations,
-    shifts, scalings and shears, the uncovered background filled with the data set's
-    normalised black; Fashion-MNIST also mirrors (a mirrored shoe is still a shoe, a
-    mirrored 2 is not a 2).
+    Digits (MNIST, the 8×8 digits): random affine motions that keep a digit what it
+    is — rotations up to 10°, shifts up to a tenth of the side, scalings by 0.9–1.1,
+    shears up to 10° — the uncovered background filled with the data set's normalised
+    black. Fashion-MNIST: mirror images only (a mirrored shoe is still a shoe, a
+    mirrored 2 is not a 2); the validation split preferred them to any affine motion
+    (README, "Recipes").
     """
     from cnnlab.data import dataset_info
-    from cnnlab.data.transforms import Compose, RandomAffine, RandomHorizontalFlip
+    from cnnlab.data.transforms import RandomAffine, RandomHorizontalFlip
 
+    if dataset == "fashion-mnist":
+        return RandomHorizontalFlip()
     info = dataset_info(dataset)
     black = -info.mean / info.std
-    if dataset == "fashion-mnist":
-        return Compose(
-            [
-                RandomHorizontalFlip(),
-                RandomAffine(degrees=5, translate=(0.08, 0.08), scale=(0.95, 1.05), fill=black),
-            ]
-        )
     return RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10, fill=black)
 
 

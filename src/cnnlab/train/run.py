@@ -66,6 +66,7 @@ FILES = (
     "curves.png",
     "confusion.png",
     "summary.json",
+    "augment.png",
 )
 
 
@@ -118,32 +119,7 @@ def fit(
     metadata = {"dataset": cfg.dataset}
     if data_dir is not None:
         metadata["data_dir"] = str(data_dir)
-    extra: list[Callback] = []
-    if cfg.schedule != "none" or cfg.warmup:
-        from cnnlab.optim.lr_scheduler import build_schedule
-
-        assert cfg.schedule is not None and cfg.warmup is not None
-        schedule = build_schedule(
-            cfg.schedule,
-            opt,
-            epochs=cfg.epochs,
-            steps_per_epoch=len(loader),
-            warmup_epochs=cfg.warmup,
-        )
-        extra.append(ScheduleStep(schedule))
-    if cfg.augment:
-        transform = augmentation(cfg.dataset)
-        sample = _preview_sample(train_set)
-        extra += [
-            Augment(transform, cfg.seed),
-            AugmentPreview(
-                out / "augment.png",
-                transform,
-                train_set.images[sample],
-                [train_set.classes[i] for i in train_set.labels[sample]],
-                seed=cfg.seed,
-            ),
-        ]
+    extra = recipe_callbacks(cfg, opt, loader, train_set)
     extra += [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
     trainer = Trainer(
         model,
@@ -161,22 +137,7 @@ def fit(
     seconds = time.perf_counter() - started
 
     final = evaluate(model, test_set)
-    from cnnlab.plots import plot_confusion
-
-    plot_confusion(final.confusion, final.classes, out / "confusion.png")
-    summary = {
-        "model": cfg.model,
-        "dataset": cfg.dataset,
-        "data_dir": metadata.get("data_dir"),
-        "epochs": trainer.epoch,
-        "kept_epoch": _kept_epoch(trainer),
-        "test_accuracy": final.accuracy,
-        "test_loss": final.loss,
-        "test_images": final.n,
-        "train_seconds": round(sum(row["seconds"] for row in trainer.history), 3),
-        "config": {k: v for k, v in asdict(cfg).items() if k not in _RUN_FLAGS},
-    }
-    write_atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write_results(out, cfg, trainer, final, metadata.get("data_dir"))
     return TrainResult(
         model=model,
         config=cfg,
@@ -184,7 +145,7 @@ def fit(
         final=final,
         out=out,
         seconds=seconds,
-        files={name: out / name for name in FILES},
+        files={name: out / name for name in FILES if (out / name).exists()},
         epochs_trained=trainer.epoch - first_epoch,
         data_dir=data_dir,
     )
@@ -215,6 +176,60 @@ def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any])
         InterruptOnSignal(),
     ]
     return cbs
+
+
+def recipe_callbacks(cfg: TrainConfig, opt: Any, loader: Any, train_set: Any) -> list[Callback]:
+    """The callbacks of the recipe's options: the schedule and the augmentation."""
+    cbs: list[Callback] = []
+    assert cfg.schedule is not None and cfg.warmup is not None and cfg.epochs is not None
+    if cfg.schedule != "none" or cfg.warmup:
+        from cnnlab.optim.lr_scheduler import build_schedule
+
+        schedule = build_schedule(
+            cfg.schedule,
+            opt,
+            epochs=cfg.epochs,
+            steps_per_epoch=len(loader),
+            warmup_epochs=cfg.warmup,
+        )
+        cbs.append(ScheduleStep(schedule))
+    if cfg.augment:
+        assert cfg.dataset is not None and cfg.out is not None
+        transform = augmentation(cfg.dataset)
+        sample = _preview_sample(train_set)
+        cbs += [
+            Augment(transform, cfg.seed),
+            AugmentPreview(
+                Path(cfg.out) / "augment.png",
+                transform,
+                train_set.images[sample],
+                [train_set.classes[i] for i in train_set.labels[sample]],
+                seed=cfg.seed,
+            ),
+        ]
+    return cbs
+
+
+def _write_results(
+    out: Path, cfg: TrainConfig, trainer: Trainer, final: Any, data_dir: str | None
+) -> None:
+    """``confusion.png`` and ``summary.json`` of the test evaluation."""
+    from cnnlab.plots import plot_confusion
+
+    plot_confusion(final.confusion, final.classes, out / "confusion.png")
+    summary = {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "data_dir": data_dir,
+        "epochs": trainer.epoch,
+        "kept_epoch": _kept_epoch(trainer),
+        "test_accuracy": final.accuracy,
+        "test_loss": final.loss,
+        "test_images": final.n,
+        "train_seconds": round(sum(row["seconds"] for row in trainer.history), 3),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in _RUN_FLAGS},
+    }
+    write_atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _saved_run(cfg: TrainConfig, out: Path) -> Checkpoint | None:
