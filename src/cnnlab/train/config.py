@@ -38,7 +38,8 @@ class Recipe:
     """A data set's default training settings: what ``cnnlab train`` does unasked.
 
     ``lr`` is for ``optimizer`` (another optimizer gets its :data:`DEFAULT_LR`), and
-    ``warmup`` (epochs of linear warm-up) for ``schedule`` (another gets none).
+    ``warmup`` (epochs of linear warm-up) for ``schedule`` (another gets none); a run
+    of other than ``epochs`` epochs warms up for the same share of its length.
     ``augment`` switches on the data set's :func:`augmentation`.
     """
 
@@ -195,11 +196,12 @@ class TrainConfig:
             c.schedule = recipe.schedule
         if c.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {c.schedule!r}; choose one of {SCHEDULES}")
-        if c.warmup is None:
-            c.warmup = recipe.warmup if c.schedule == recipe.schedule else 0.0
         for name in ("epochs", "batch_size", "weight_decay", "augment", "label_smoothing"):
             if getattr(c, name) is None:
                 setattr(c, name, getattr(recipe, name))
+        if c.warmup is None:  # the recipe's share of the run, for the recipe's schedule
+            share = recipe.warmup / recipe.epochs if c.schedule == recipe.schedule else 0.0
+            c.warmup = share * c.epochs if isinstance(c.epochs, int) else 0.0
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -250,12 +250,6 @@ def _saved_run(cfg: TrainConfig, out: Path) -> Checkpoint | None:
             f"{ckpt_path} was written by cnnlab 0.2, which validated on the test split; "
             "this version cannot continue it: start a new run (--overwrite or another --out)"
         )
-    now = cfg.resume_view()
-    then = {**now, **ck.config}
-    changed = {k: (then[k], v) for k, v in now.items() if then[k] != v}
-    if changed:
-        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"cannot resume {out} with different settings ({detail})")
     done = ck.epoch + (1 if ck.step else 0)
     assert cfg.epochs is not None
     if cfg.epochs < done:
@@ -265,13 +259,19 @@ def _saved_run(cfg: TrainConfig, out: Path) -> Checkpoint | None:
             + f", more than --epochs {cfg.epochs}; give --epochs {done} or "
             "more to train it further (cnnlab eval tests it as it is)"
         )
-    planned = ck.config.get("epochs", cfg.epochs)
-    if cfg.schedule != "none" and planned != cfg.epochs:
+    planned, schedule = ck.config.get("epochs", cfg.epochs), ck.config.get("schedule")
+    if schedule not in (None, "none") and planned != cfg.epochs:
         raise ValueError(
-            f"the {cfg.schedule} learning-rate schedule of {out} spans its {planned} "
-            f"epochs and cannot be stretched to {cfg.epochs}; resume with --epochs "
-            f"{planned}, or start a new run"
+            f"the {schedule} learning-rate schedule of {out} spans its {planned} "
+            f"epoch{'' if planned == 1 else 's'} and cannot be stretched to {cfg.epochs}; "
+            f"resume with --epochs {planned}, or start a new run"
         )
+    now = cfg.resume_view()
+    then = {**now, **ck.config}
+    changed = {k: (then[k], v) for k, v in now.items() if then[k] != v}
+    if changed:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"cannot resume {out} with different settings ({detail})")
     return ck
 
 
