@@ -49,6 +49,8 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
         axes[2].plot(epochs, lrs, "o-", ms=3, color="tab:green")
         axes[2].set_xlabel("epoch")
         axes[2].set_title("learning rate (last step)")
+        finite = [v for v in lrs if np.isfinite(v)]
+        axes[2].set_ylim(0, 1.08 * max(finite) if finite else 1.0)  # a constant rate too
         axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         axes[2].grid(alpha=0.3)
     fig.tight_layout()
