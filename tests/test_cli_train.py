@@ -60,6 +60,9 @@ def test_eval_finds_the_data_the_model_was_trained_on(env):
     proc = run("eval", "--checkpoint", model, "--json", cwd=elsewhere)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n"] == 40  # the recorded folder's t10k
+    ckpt = str(env / "run" / "checkpoint.safetensors")
+    proc = run("eval", "--checkpoint", ckpt, "--json", cwd=elsewhere)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["n"] == 40, proc.stderr
     summary = json.loads((env / "run" / "summary.json").read_text())
     assert summary["data_dir"] == str((env / "data").resolve())
     assert summary["test_images"] == 40

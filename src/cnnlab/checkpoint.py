@@ -76,6 +76,8 @@ def save_checkpoint(
         "history": json.dumps(history),
         "callbacks": json.dumps(callbacks or {}),
     }
+    if config.get("data_dir"):  # where the data came from, for ``cnnlab eval``
+        metadata["data_dir"] = str(config["data_dir"])
     path = Path(path)
     io.write_file(path, tensors, metadata)
     return path

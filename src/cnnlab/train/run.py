@@ -172,7 +172,7 @@ def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any])
         keep(model_path, metadata),
         MetricsCSV(out / "metrics.csv"),
         CurvesPlot(out / "curves.png"),
-        Checkpointer(ckpt_path, {**cfg.resume_view(), "epochs": cfg.epochs}),
+        Checkpointer(ckpt_path, {**cfg.resume_view(), "epochs": cfg.epochs, **metadata}),
         InterruptOnSignal(),
     ]
     return cbs
