@@ -15,14 +15,13 @@ import pytest
 
 matplotlib.use("Agg")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def mnist_sample_dir() -> Path:
-    """The 8,000-digit MNIST sample that sits beside the repository."""
-    path = SHARED_DATA / "mnist-sample"
+    """The 8,000-digit MNIST sample carried in the repository (see tests/data/README.md)."""
+    path = TEST_DATA / "mnist-sample"
     assert path.is_dir(), f"MNIST sample not found at {path}"
     return path
 

@@ -6,8 +6,6 @@ The convolution layer's backward pass is written to read like its derivation
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
 from cnnlab import (
     data,
     explain,
@@ -20,6 +18,7 @@ from cnnlab import (
     optim,
     parallel,
 )
+from cnnlab._version import __version__
 from cnnlab.io import load, save
 
 # ``cnnlab.gradcheck`` is both the module (with the CLI hooks) and, being callable,

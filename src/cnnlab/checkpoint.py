@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import io
+from cnnlab._version import __version__
 from cnnlab.errors import CheckpointError
 from cnnlab.nn.module import Module
 from cnnlab.optim import Optimizer
@@ -53,7 +54,6 @@ def save_checkpoint(
     history: list[dict[str, float]],
 ) -> Path:
     """Write a checkpoint atomically (the previous one stays intact until the rename)."""
-    import cnnlab
     from cnnlab.models import spec
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -63,7 +63,7 @@ def save_checkpoint(
         "model": json.dumps(spec(model)),
         "dtype": str(model.dtype),
         "dataset": str(config.get("dataset")),
-        "cnnlab_version": cnnlab.__version__,
+        "cnnlab_version": __version__,
         "config": json.dumps(config),
         "optimizer": json.dumps(optimizer.hyperparameters()),
         "epoch": str(epoch),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cnnlab import init
@@ -55,6 +57,14 @@ class Dropout(Module):
         if self._mask.size > 1:
             check_dy(dy, self._mask.shape, "Dropout")
         return dy * self._mask
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able).
+
+        ``rng`` is not part of it: a rebuilt layer draws its masks from the default
+        generator unless given one.
+        """
+        return {"p": self.p}
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
