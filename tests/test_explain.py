@@ -4,6 +4,8 @@ brute-force enumeration, the numeric check, figures and errors."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -303,3 +305,58 @@ def test_json_carries_the_numbers_the_text_prints():
     for i in range(2):
         want = (e.instance.w[0, 0] * a[0, 2 * i : 2 * i + 2, 0:2]).sum() + e.instance.b[0]
         assert num["net"][0][i][0] == want
+
+
+def test_cli_size_errors_name_the_format_asked_for(tmp_path):
+    proc = cnnlab("explain", "--input", "20x20", cwd=tmp_path)
+    assert_clean_error(proc, 2, "as text", "input <= 8x8")
+    assert "JSON" not in proc.stderr
+    proc = cnnlab("explain", "--input", "10", "--latex", cwd=tmp_path)
+    assert_clean_error(proc, 2, "as LaTeX", "input <= 8x8")
+
+
+def test_cli_seed_errors_name_the_flag(tmp_path):
+    assert_clean_error(cnnlab("explain", "--seed", "-5", cwd=tmp_path), 2, "--seed", "-5")
+    assert_clean_error(cnnlab("explain", "--seed", "x", cwd=tmp_path), 2, "--seed", "'x'")
+    assert_clean_error(cnnlab("explain", "--depth", "0", cwd=tmp_path), 2, "--depth")
+
+
+def test_cli_bad_figures_folder_fails_before_printing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for folder in ("/proc/nope", str(blocker / "figs")):
+        proc = cnnlab("explain", "--figures", folder, cwd=tmp_path)
+        assert_clean_error(proc, 2, "figures folder", folder)
+        assert proc.stdout == ""
+
+
+def test_cli_output_closed_early_is_silent(tmp_path):
+    """`cnnlab explain --json | head`: exit 141 (a tool killed by SIGPIPE), nothing on
+    stderr — whether the pipe breaks while writing or at the final flush."""
+    for args in (
+        ("--json", "--input", "16x16", "--kernel", "7", "--depth", "4", "--filters", "4"),
+        ("--input", "3x3"),
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "explain", *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader leaves before the first byte
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, err
+        assert err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    import cnnlab.explain.cli
+    from cnnlab.cli import main
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cnnlab.explain.cli, "run_cli", broken)
+    assert main(["explain"]) == 1
+    assert "Broken pipe" in capsys.readouterr().err
