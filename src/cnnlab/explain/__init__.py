@@ -6,7 +6,8 @@
 The sums come from following every connection of the layer (:mod:`.terms`), the
 matrix form from the same steps as the library's backward pass (:mod:`.matrices`),
 and a non-degenerate numeric instance (:mod:`.instance`) checks both against
-:class:`cnnlab.nn.Conv2d` (:mod:`.verify`).
+:class:`cnnlab.nn.Conv2d` (:mod:`.verify`). :meth:`Explanation.to_html` puts it all in
+one interactive page (:mod:`.html`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.explain.config import JSON_LIMITS, TEXT_LIMITS, ExplainConfig
+from cnnlab.explain.config import HTML_LIMITS, JSON_LIMITS, TEXT_LIMITS, ExplainConfig
 from cnnlab.explain.instance import Instance, make_instance
 from cnnlab.explain.names import Names
 from cnnlab.explain.terms import Terms, enumerate_terms
@@ -101,6 +102,26 @@ class Explanation:
             },
             "verification": {"max_difference": v.max_difference},
         }
+
+    def to_html(self) -> str:
+        """One self-contained interactive page (no network needed; see :mod:`.html`).
+
+        Raises
+        ------
+        ValueError
+            A configuration beyond :data:`~cnnlab.explain.config.HTML_LIMITS`.
+        """
+        from cnnlab.explain.html import to_html
+
+        self.config.check_size(HTML_LIMITS, "an HTML page")
+        return to_html(self)
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write :meth:`to_html` to ``path`` (UTF-8); returns the path."""
+        page = self.to_html()
+        path = Path(path)
+        path.write_text(page, encoding="utf-8")
+        return path
 
     def save_figures(self, directory: str | Path) -> list[Path]:
         """PNG and SVG figures of each step into ``directory``; returns the paths."""

@@ -31,6 +31,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the term lists and numbers as JSON")
     fmt.add_argument("--latex", action="store_true", help="a LaTeX fragment")
+    fmt.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write an interactive page instead of the text: one self-contained file that "
+        "works offline ('-' for standard output)",
+    )
     parser.add_argument("--figures", metavar="DIR", help="also write PNG and SVG figures to DIR")
 
 
@@ -60,7 +66,7 @@ def _figures_folder(text: str) -> Path:
 
 def run_cli(args: argparse.Namespace) -> int:
     from cnnlab.explain import explain
-    from cnnlab.explain.config import JSON_LIMITS, TEXT_LIMITS, ExplainConfig
+    from cnnlab.explain.config import HTML_LIMITS, JSON_LIMITS, TEXT_LIMITS, ExplainConfig
     from cnnlab.explain.instance import MAX_SEED
 
     cfg = ExplainConfig.make(
@@ -76,6 +82,8 @@ def run_cli(args: argparse.Namespace) -> int:
     # everything that can be refused is refused before anything is computed or printed
     if args.json:
         cfg.check_size(JSON_LIMITS, "JSON")
+    elif args.html:
+        cfg.check_size(HTML_LIMITS, "an HTML page")
     else:
         cfg.check_size(TEXT_LIMITS, "LaTeX" if args.latex else "text")
     figures = None
@@ -97,6 +105,10 @@ def run_cli(args: argparse.Namespace) -> int:
         print(json.dumps(e.to_json()))
     elif args.latex:
         print(e.to_latex(), end="")
+    elif args.html == "-":
+        sys.stdout.write(e.to_html())
+    elif args.html:
+        print(f"page: {e.save_html(args.html)}", file=sys.stderr)
     else:
         print(e.to_text(), end="")
     if figures is not None:
