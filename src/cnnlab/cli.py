@@ -8,7 +8,11 @@ Errors never show a traceback (unless ``--debug``): they are printed as one line
   download, NaN during training, a file that cannot be written;
 * 2 — a usage problem: an unknown option or a bad value (argparse's convention);
 * 130 / 143 — interrupted by SIGINT / SIGTERM (training first writes a checkpoint and
-  prints how to resume).
+  prints how to resume);
+* 141 — standard output was closed early (``cnnlab explain --json | head``): the rest
+  of the output is dropped silently and the status is the one a tool killed by SIGPIPE
+  has (128 + 13), as ``yes | head`` shows, so ``set -o pipefail`` scripts see it as
+  they see any other tool's.
 """
 
 from __future__ import annotations
@@ -174,6 +178,36 @@ def _delegate(module: str) -> Any:
     return run
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe or socket whose reader has gone away."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False  # no real stdout, or no poll (Windows): cannot tell, so not silenced
+    poller.register(fd, select.POLLOUT)
+    gone = select.POLLERR | select.POLLHUP
+    return any(events & gone for _, events in poller.poll(0))
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run the command; a reader that closes standard output early ends it silently."""
+    import os
+
+    try:
+        code = int(args.handler(args))
+        sys.stdout.flush()  # inside the try: buffered output may meet the closed pipe here
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe broke (a worker process): a real error
+        # what is still buffered would fail again at exit: send it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
 def _error(message: str, code: int) -> int:
     print(f"cnnlab: error: {message}", file=sys.stderr)
     return code
@@ -193,9 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad options
     if args.debug:
-        return int(args.handler(args))
+        return _call(args)
     try:
-        return int(args.handler(args))
+        return _call(args)
     except TrainingInterrupted as exc:
         print(f"cnnlab: {exc}", file=sys.stderr)
         resume = " ".join(["cnnlab", *(sys.argv[1:] if argv is None else argv)])
