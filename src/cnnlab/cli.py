@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text, options_from=module)
         p.set_defaults(handler=_handler(module, "run_cli"))
+    for p in sub.choices.values():  # --debug also after the subcommand: cnnlab eval --debug
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
     return parser
 
 
