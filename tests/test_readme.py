@@ -35,3 +35,27 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     (exchange,) = [ns for b, ns in zip(runnable, namespaces) if "torch_lenet" in b]
     assert (tmp_path / "torch_lenet.safetensors").is_file()
     assert exchange["key_map"]["fc1.weight"] == "7.weight"
+
+
+ROOT = README.parent
+
+
+def _setup_section() -> str:
+    return README.read_text().split("\n## Set-up\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_setup_says_where_the_pinned_cpu_torch_comes_from():
+    pin = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    assert pin, "pyproject.toml no longer pins torch in an extra"
+    setup = _setup_section()
+    index = "--index-url https://download.pytorch.org/whl/cpu"
+    assert f"pip install torch=={pin[1]} {index}" in setup, setup
+    assert "need nothing else" in setup
+
+
+def test_ci_runs_the_readmes_two_commands_test_line():
+    first_block = re.findall(r"```bash\n(.*?)```", _setup_section(), flags=re.S)[0]
+    lines = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert len(lines) == 2 and lines[1].endswith("python -m pytest"), lines
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert f"python -m {lines[1]}" in ci_lines  # .ci/run calls pip through the venv's python

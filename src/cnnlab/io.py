@@ -101,8 +101,10 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
+        # after writing: ``write`` may have replaced mkstemp's 0600 file with a new one
+        # (safetensors' save_file does), and the mode belongs to what is there now
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

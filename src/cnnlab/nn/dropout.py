@@ -53,7 +53,7 @@ class Dropout(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         check_cached(self._mask, "Dropout")
         assert self._mask is not None
-        dy = float_array(dy, "Dropout dy")
+        dy = float_array(dy, "Dropout dy", var="dy")
         if self._mask.size > 1:
             check_dy(dy, self._mask.shape, "Dropout")
         return dy * self._mask

@@ -460,13 +460,30 @@ class Sequential(Module):
     Children are named ``"0"``, ``"1"``, ... so parameter names match
     ``torch.nn.Sequential`` (``0.weight``, ``3.bias``, ...).
 
+    A layer after the first that refuses its input raises a ValueError saying which
+    layer (index and type) and what it was given; the first layer's own messages are
+    about the caller's input and stand as they are.
+
+    Attributes
+    ----------
+    input_shape : tuple of int or None
+        The shape of one sample, channels first, e.g. ``(1, 28, 28)``. When set (the
+        models of :mod:`cnnlab.models` set it), an input with the right number of
+        dimensions and channels but another size is refused up front with a message
+        naming the shape expected (anything else wrong with the input gets the first
+        layer's message). None (default): not checked.
+
     Shapes
     ------
-    Input: whatever the first layer takes. Output: whatever the last layer returns.
+    Input: whatever the first layer takes (``(N, *input_shape)`` when that is set).
+    Output: whatever the last layer returns.
     """
+
+    input_shape: tuple[int, ...] | None
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
+        self.input_shape = None
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise ValueError(
@@ -485,8 +502,35 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self._modules.values():
-            x = layer(x)
+        expected = self.input_shape
+        if (
+            expected is not None
+            and isinstance(x, np.ndarray)
+            and x.ndim == len(expected) + 1
+            and x.shape[1] == expected[0]
+            and x.shape[2:] != expected[1:]
+        ):
+            spec = getattr(self, "spec", None)  # the recipe of a cnnlab.models model
+            name = spec.get("name", "this model") if isinstance(spec, dict) else "this model"
+            what = ""
+            if len(expected) == 3:  # (C, H, W)
+                c, h, w = expected
+                what = f" ({h}×{w} images, {c} channel{'s' if c != 1 else ''})"
+            raise ValueError(
+                f"{name} expects input of shape (N, {', '.join(map(str, expected))}){what}, "
+                f"got {x.shape}"
+            )
+        for i, layer in enumerate(self._modules.values()):
+            if i == 0:
+                x = layer(x)
+                continue
+            try:
+                x = layer(x)
+            except ValueError as exc:
+                raise ValueError(
+                    f"layer {i} ({type(layer).__name__}) of the Sequential cannot take the "
+                    f"output of layer {i - 1}, of shape {getattr(x, 'shape', '?')}: {exc}"
+                ) from exc
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
