@@ -156,6 +156,16 @@ def test_models_by_name_keep_their_name_and_input_shape(tmp_path):
     # a custom model records the input shape its caller gives
     path = cnnlab.save(nested_model(), tmp_path / "c.safetensors", input_shape=(1, 8, 8))
     assert cnnlab.io.input_shape(cnnlab.io.load_metadata(path)) == (1, 8, 8)
+    # and the loaded model knows it: a batch of another size is refused by name
+    assert cnnlab.load(path).input_shape == (1, 8, 8)
+    bn = cnnlab.load(cnnlab.save(models.lenet5_bn(), tmp_path / "bn.safetensors"))
+    with pytest.raises(ValueError, match=r"lenet5_bn expects input of shape \(N, 1, 28, 28\)"):
+        bn(np.zeros((2, 1, 8, 8), np.float32))
+    # a Sequential given an input shape records it without being told again
+    custom = nested_model()
+    custom.input_shape = (1, 8, 8)
+    path = cnnlab.save(custom, tmp_path / "d.safetensors")
+    assert cnnlab.io.input_shape(cnnlab.io.load_metadata(path)) == (1, 8, 8)
 
 
 def test_bad_save_arguments(tmp_path):

@@ -44,7 +44,7 @@ import numpy as np
 from cnnlab import models
 from cnnlab._version import __version__
 from cnnlab.errors import CheckpointError
-from cnnlab.nn.module import KeyMap, Module
+from cnnlab.nn.module import KeyMap, Module, Sequential
 from cnnlab.nn.spec import NotBuildableError, build_module, module_spec
 
 __all__ = [
@@ -277,6 +277,8 @@ def model_metadata(model: Module, *, input_shape: Sequence[int] | None = None) -
         meta["model"] = json.dumps(recipe)
         if input_shape is None:
             input_shape = models.INPUT_SHAPES.get(recipe["name"])
+    if input_shape is None:  # a Sequential that knows what it takes
+        input_shape = getattr(model, "input_shape", None)
     if input_shape is not None:
         meta["input_shape"] = json.dumps(list(_shape(input_shape, "input_shape")))
     return meta
@@ -348,6 +350,9 @@ def model_from(
         model.load_state_dict(state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: the weights do not fit {what}: {exc}") from None
+    shape = input_shape(metadata)
+    if shape is not None and isinstance(model, Sequential):
+        model.input_shape = shape  # forward names it when a batch does not fit
     return model
 
 

@@ -118,6 +118,7 @@ def lenet5_bn(
         nn.Linear(84, num_classes, dtype=d, rng=rng),
     )
     model.spec = {"name": "lenet5_bn", "kwargs": {"num_classes": num_classes}}
+    model.input_shape = INPUT_SHAPES["lenet5_bn"]  # checked by forward
     return model
 
 
