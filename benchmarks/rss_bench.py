@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-sample"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "mnist-sample"
 
 CNNLAB = """
 import numpy as np

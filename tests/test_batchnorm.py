@@ -352,6 +352,7 @@ def test_config_rebuilds_the_layer(cls):
         "momentum": None,
         "affine": False,
         "track_running_stats": True,
+        "dtype": "float32",
     }
     rebuilt = cls(**json.loads(json.dumps(config)))
     assert rebuilt.config() == config and repr(rebuilt) == repr(layer)

@@ -53,23 +53,23 @@ def _mnist_dir(src, dst):
     return dst
 
 
-def test_corrupt_data_files_are_named(intact, mnist_sample_dir, tmp_path):
+def test_corrupt_data_files_are_named(intact, mnist_like_dir, tmp_path):
     cases = {}
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "truncated")
+    d = _mnist_dir(mnist_like_dir, tmp_path / "truncated")
     p = d / "t10k-images-idx3-ubyte.gz"
     p.write_bytes(p.read_bytes()[:5000])
     cases["truncated"] = (d, p.name, "corrupt or truncated")
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "magic")
+    d = _mnist_dir(mnist_like_dir, tmp_path / "magic")
     p = d / "t10k-labels-idx1-ubyte.gz"
     p.write_bytes(gzip.compress(b"\x12\x34\x08\x01" + struct.pack(">I", 2) + b"\x01\x02"))
     cases["magic"] = (d, p.name, "not an IDX file")
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "counts")
+    d = _mnist_dir(mnist_like_dir, tmp_path / "counts")
     write_idx(d / "t10k-labels-idx1-ubyte.gz", np.zeros(1999, dtype=np.uint8))
     cases["counts"] = (d, "t10k-labels-idx1-ubyte.gz", "1999 labels but")
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "missing")
+    d = _mnist_dir(mnist_like_dir, tmp_path / "missing")
     (d / "t10k-images-idx3-ubyte.gz").unlink()
     cases["missing"] = (d, "t10k-images-idx3-ubyte.gz", "file not found")
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "dims")
+    d = _mnist_dir(mnist_like_dir, tmp_path / "dims")
     write_idx(d / "t10k-images-idx3-ubyte.gz", np.zeros((2000, 27, 28), dtype=np.uint8))
     cases["dims"] = (d, "t10k-images-idx3-ubyte.gz", "shape (N, 28, 28)")
     import cnnlab as pkg
@@ -89,7 +89,7 @@ def test_corrupt_data_files_are_named(intact, mnist_sample_dir, tmp_path):
         assert_clean_error(proc, 1, filename, fragment)
 
 
-def test_eval_on_a_data_set_of_another_image_size(intact, mnist_sample_dir):
+def test_eval_on_a_data_set_of_another_image_size(intact, mnist_like_dir):
     proc = cnnlab(
         "eval",
         "--checkpoint",
@@ -97,14 +97,14 @@ def test_eval_on_a_data_set_of_another_image_size(intact, mnist_sample_dir):
         "--dataset",
         "mnist",
         "--data-dir",
-        str(mnist_sample_dir),
+        str(mnist_like_dir),
         cwd=intact.parent,
     )
     assert_clean_error(proc, 2, "takes images of shape (1, 8, 8)")
 
 
-def test_training_on_corrupt_data_reports_the_file(intact, mnist_sample_dir, tmp_path):
-    d = _mnist_dir(mnist_sample_dir, tmp_path / "bad")
+def test_training_on_corrupt_data_reports_the_file(intact, mnist_like_dir, tmp_path):
+    d = _mnist_dir(mnist_like_dir, tmp_path / "bad")
     p = d / "train-images-idx3-ubyte.gz"
     p.write_bytes(p.read_bytes()[:-1000])
     proc = cnnlab(

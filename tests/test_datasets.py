@@ -23,12 +23,16 @@ def _parse(path):
     return np.frombuffer(raw[4 + 4 * ndim :], dtype=np.uint8).reshape(dims)
 
 
-def test_mnist_sample_matches_an_independent_parse(mnist_sample_dir):
+@pytest.mark.parametrize(
+    "folder", ["mnist_like_dir", pytest.param("mnist_sample_dir", marks=pytest.mark.slow)]
+)
+def test_mnist_files_match_an_independent_parse(folder, request):
+    data_dir = request.getfixturevalue(folder)  # made on the spot, or the real sample
     info = dataset_info("mnist")
     for split, prefix, n in (("train", "train", 6000), ("test", "t10k", 2000)):
-        ds = load_dataset("mnist", split, mnist_sample_dir)
-        raw_images = _parse(mnist_sample_dir / f"{prefix}-images-idx3-ubyte.gz")
-        raw_labels = _parse(mnist_sample_dir / f"{prefix}-labels-idx1-ubyte.gz")
+        ds = load_dataset("mnist", split, data_dir)
+        raw_images = _parse(data_dir / f"{prefix}-images-idx3-ubyte.gz")
+        raw_labels = _parse(data_dir / f"{prefix}-labels-idx1-ubyte.gz")
         assert len(ds) == n and ds.images.shape == (n, 1, 28, 28)
         assert ds.images.dtype == np.float32 and ds.labels.dtype == np.int64
         assert np.array_equal(ds.labels, raw_labels)
@@ -37,9 +41,9 @@ def test_mnist_sample_matches_an_independent_parse(mnist_sample_dir):
         assert set(np.unique(ds.labels)) == set(range(10))
 
 
-def test_test_split_reads_only_the_t10k_files(mnist_sample_dir, tmp_path):
+def test_test_split_reads_only_the_t10k_files(mnist_like_dir, tmp_path):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        (tmp_path / name).write_bytes((mnist_sample_dir / name).read_bytes())
+        (tmp_path / name).write_bytes((mnist_like_dir / name).read_bytes())
     assert len(load_dataset("mnist", "test", tmp_path)) == 2000
     with pytest.raises(DataError, match="train-images-idx3-ubyte"):
         load_dataset("mnist", "train", tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import socket
 import threading
 from typing import ClassVar
 
@@ -115,4 +116,62 @@ def test_cli_download_failure_is_one_clear_line(server, tmp_path):
         cwd=tmp_path,
     )
     assert_clean_error(proc, 1, "could not download", url + "/void", "--data-dir")
-    assert list((tmp_path / "d").iterdir()) == []
+    assert not (tmp_path / "d").exists()  # not even an empty folder
+
+
+def _unreachable() -> str:
+    """A URL on this machine where nothing listens (connection refused: no network)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_cli_failed_download_leaves_no_empty_folders(tmp_path):
+    proc = cnnlab(
+        "download",
+        "mnist",
+        "--data-dir",
+        str(tmp_path / "data" / "mnist"),
+        "--mirror",
+        _unreachable(),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert_clean_error(proc, 1, "could not download", "--data-dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither data/ nor data/mnist/
+
+
+def test_cli_failed_download_into_the_default_folder_removes_what_it_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
+    proc = cnnlab("download", "mnist", "--mirror", _unreachable(), "--no-progress", cwd=tmp_path)
+    assert_clean_error(proc, 1, "could not download")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_failed_download_keeps_folders_and_files_that_were_there(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target in (folder, empty):
+        with pytest.raises(DownloadError):
+            download("mnist", target, [_unreachable()], md5s=MD5, progress=False)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert empty.is_dir() and list(empty.iterdir()) == []
+
+
+def test_files_verified_before_a_failure_stay_and_are_named(server, tmp_path):
+    url, routes = server
+    _serve(routes, "/m", files={"a.gz": FILES["a.gz"]})  # b.gz is missing on the mirror
+    target = tmp_path / "new" / "folder"
+    with pytest.raises(DownloadError) as info:
+        download("mnist", target, [url + "/m"], md5s=MD5, progress=False)
+    assert (target / "a.gz").read_bytes() == FILES["a.gz"]
+    assert sorted(p.name for p in target.iterdir()) == ["a.gz"]
+    assert "a.gz verified and kept" in str(info.value)
+    _serve(routes, "/m")  # the mirror has both now: the second try fetches only b.gz
+    download("mnist", target, [url + "/m"], md5s=MD5, progress=False)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == FILES

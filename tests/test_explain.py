@@ -4,6 +4,8 @@ brute-force enumeration, the numeric check, figures and errors."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -202,3 +204,159 @@ def test_cli_formats_and_errors(tmp_path):
     assert_clean_error(
         cnnlab("explain", "--input", "20", "--json", cwd=tmp_path), 2, "too large", "input <= 16x16"
     )
+
+
+# ---------------------------------------------------------------- newcomer defects
+
+
+def test_numeric_instance_is_never_degenerate():
+    """Every a, w, w_b and δ is nonzero, and every gradient entry with terms is nonzero
+    (no sum cancels); entries without terms are 0. The README's stride-2 example used to
+    get an all-zero δ with the default seed."""
+    # CONFIGS holds the README's 4x3, stride 2 case; seed 0 is the default
+    cases = [(cfg, seed) for cfg in CONFIGS for seed in (0, 1, len(str(cfg)))]
+    for cfg, seed in cases:
+        e = explain(
+            cfg["input"],
+            cfg["kernel"],
+            cfg["stride"],
+            cfg["padding"],
+            cfg["depth"],
+            cfg["filters"],
+            cfg["dilation"],
+            seed=seed,
+        )
+        x, v = e.instance, e.verification
+        for name, values in (("a", x.a), ("w", x.w), ("w_b", x.b), ("δ", x.delta)):
+            assert np.all(values != 0), (cfg, seed, name)
+            assert np.all(values == np.rint(values)) and np.abs(values).max() <= 4
+        for cell, items in e.terms.input_grad.items():
+            assert (v.dx["layer"][cell] != 0) == bool(items), (cfg, seed, cell)
+        for tap, items in e.terms.weight_grad.items():
+            assert (v.dw["layer"][tap] != 0) == bool(items), (cfg, seed, tap)
+        assert np.all(v.db["layer"] != 0), (cfg, seed)
+
+
+def test_numeric_instance_is_non_degenerate_at_the_json_limits():
+    for args in (((16, 16), (7, 7), 1, 3, 4, 4), ((16, 15), (2, 3), (3, 1), 0, 4, 4, (1, 2))):
+        e = explain(*args, seed=3)
+        assert np.all(e.instance.delta != 0) and np.all(e.instance.w != 0)
+        dx, dw = e.verification.dx["layer"], e.verification.dw["layer"]
+        assert all((dx[c] != 0) == bool(t) for c, t in e.terms.input_grad.items())
+        assert all((dw[c] != 0) == bool(t) for c, t in e.terms.weight_grad.items())
+
+
+@pytest.mark.slow
+def test_numeric_instance_is_non_degenerate_on_large_random_layers():
+    from cnnlab.explain.config import ExplainConfig
+    from cnnlab.explain.instance import make_instance
+    from cnnlab.explain.terms import enumerate_terms
+
+    rng = np.random.default_rng(2024)
+    done = 0
+    while done < 400:
+        try:
+            cfg = ExplainConfig.make(
+                tuple(int(k) for k in rng.integers(1, 17, 2)),
+                tuple(int(k) for k in rng.integers(1, 8, 2)),
+                tuple(int(k) for k in rng.integers(1, 4, 2)),
+                tuple(int(k) for k in rng.integers(0, 5, 2)),
+                int(rng.integers(1, 5)),
+                int(rng.integers(1, 5)),
+                tuple(int(k) for k in rng.integers(1, 4, 2)),
+            )
+        except ValueError:
+            continue  # kernel larger than the padded input
+        terms = enumerate_terms(cfg)
+        x = make_instance(cfg, int(rng.integers(0, 2**32)), terms)
+        for cell, items in terms.input_grad.items():
+            got = sum(x.delta[dl] * x.w[wi] for dl, wi in items)
+            assert (got != 0) == bool(items), (cfg, cell)
+        for tap, items in terms.weight_grad.items():
+            got = sum(x.delta[dl] * x.a[ai] for dl, ai in items)
+            assert (got != 0) == bool(items), (cfg, tap)
+        assert np.all(x.delta.sum(axis=(1, 2)) != 0)
+        done += 1
+
+
+def test_seed_changes_the_numbers_and_is_checked():
+    assert not np.array_equal(explain(seed=0).instance.a, explain(seed=1).instance.a)
+    np.testing.assert_array_equal(
+        explain(seed=2**32 - 1).instance.w, explain(seed=2**32 - 1).instance.w
+    )
+    for bad in (-1, 2**32, 1.5, True):
+        with pytest.raises(ValueError, match="seed"):
+            explain(seed=bad)
+
+
+def test_json_carries_the_numbers_the_text_prints():
+    e = explain((4, 3), (2, 2), stride=2, seed=4)
+    doc = json.loads(json.dumps(e.to_json()))
+    assert doc["seed"] == 4
+    num = doc["numbers"]
+    np.testing.assert_array_equal(num["a"], e.instance.a)
+    np.testing.assert_array_equal(num["w"], e.instance.w)
+    np.testing.assert_array_equal(num["delta"], e.instance.delta)
+    np.testing.assert_array_equal(num["input_grad"], e.verification.dx["sums"])
+    np.testing.assert_array_equal(num["weight_grad"], e.verification.dw["sums"])
+    np.testing.assert_array_equal(num["bias_grad"], e.verification.db["sums"])
+    # net against the forward definition, written out independently here
+    a = e.instance.a
+    for i in range(2):
+        want = (e.instance.w[0, 0] * a[0, 2 * i : 2 * i + 2, 0:2]).sum() + e.instance.b[0]
+        assert num["net"][0][i][0] == want
+
+
+def test_cli_size_errors_name_the_format_asked_for(tmp_path):
+    proc = cnnlab("explain", "--input", "20x20", cwd=tmp_path)
+    assert_clean_error(proc, 2, "as text", "input <= 8x8")
+    assert "JSON" not in proc.stderr
+    proc = cnnlab("explain", "--input", "10", "--latex", cwd=tmp_path)
+    assert_clean_error(proc, 2, "as LaTeX", "input <= 8x8")
+
+
+def test_cli_seed_errors_name_the_flag(tmp_path):
+    assert_clean_error(cnnlab("explain", "--seed", "-5", cwd=tmp_path), 2, "--seed", "-5")
+    assert_clean_error(cnnlab("explain", "--seed", "x", cwd=tmp_path), 2, "--seed", "'x'")
+    assert_clean_error(cnnlab("explain", "--depth", "0", cwd=tmp_path), 2, "--depth")
+
+
+def test_cli_bad_figures_folder_fails_before_printing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for folder in ("/proc/nope", str(blocker / "figs")):
+        proc = cnnlab("explain", "--figures", folder, cwd=tmp_path)
+        assert_clean_error(proc, 2, "figures folder", folder)
+        assert proc.stdout == ""
+
+
+def test_cli_output_closed_early_is_silent(tmp_path):
+    """`cnnlab explain --json | head`: exit 141 (a tool killed by SIGPIPE), nothing on
+    stderr — whether the pipe breaks while writing or at the final flush."""
+    for args in (
+        ("--json", "--input", "16x16", "--kernel", "7", "--depth", "4", "--filters", "4"),
+        ("--input", "3x3"),
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "explain", *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader leaves before the first byte
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, err
+        assert err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    import cnnlab.explain.cli
+    from cnnlab.cli import main
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cnnlab.explain.cli, "run_cli", broken)
+    assert main(["explain"]) == 1
+    assert "Broken pipe" in capsys.readouterr().err

@@ -7,6 +7,8 @@ weight gradient, an off-by-one entry); "right" is the conv layer PyTorch agrees 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ import pytest
 import cnnlab
 import cnnlab.functional.conv as conv_module
 import cnnlab.gradcheck as gc
+from clihelp import assert_clean_error
+from clihelp import cnnlab as cnnlab_cli
 from cnnlab.functional import conv2d_backward, conv2d_forward
 from cnnlab.nn import Conv2d
 
@@ -194,3 +198,71 @@ def test_cli_bad_values_raise_value_error(monkeypatch):
     monkeypatch.delattr(cnnlab.nn, "MaxPool2d", raising=False)
     with pytest.raises(ValueError, match=r"--layer 'maxpool' is not available"):
         gc.run_cli(parse(["--layer", "maxpool"]))
+
+
+# -- a check too big to run in full: refused with a way out, or shown with a progress bar --
+
+
+def test_library_progress_bar_goes_to_stderr_and_changes_nothing(capsys):
+    conv = Conv2d(2, 3, 2, dtype=np.float64, rng=np.random.default_rng(0))
+    quiet = gc.gradcheck(conv, small_input(), max_entries=10)
+    assert capsys.readouterr().err == ""
+    shown = gc.gradcheck(conv, small_input(), max_entries=10, progress=True)
+    err = capsys.readouterr().err
+    assert "gradcheck" in err and "/23" in err  # 10 input + 10 of 24 weight + 3 bias entries
+    assert str(shown) == str(quiet)
+
+
+def checked(report_text):
+    """``{name: entries checked}`` from a printed report."""
+    rows = re.findall(r"^  (\w+)\s+(\([\d, ]*\))\s+(\d+) ", report_text, flags=re.M)
+    return {name: int(count) for name, _, count in rows}
+
+
+def test_cli_max_entries_all_or_n(capsys):
+    assert gc.run_cli(parse(["--input", "6x6", "--max-entries", "all"])) == 0
+    # batch 2, 2 input channels, 6x6; weight 3x2x3x2; bias 3: every entry
+    assert checked(capsys.readouterr().out) == {"input": 144, "weight": 36, "bias": 3}
+    assert gc.run_cli(parse(["--input", "6x6", "--max-entries", "7"])) == 0
+    out = capsys.readouterr().out
+    assert "at most 7 random entries" in out and "--max-entries all" in out
+    assert checked(out) == {"input": 7, "weight": 7, "bias": 3}
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            parse(["--max-entries", bad])
+
+
+def test_cli_progress_bar_only_when_it_will_take_long(monkeypatch, capsys):
+    assert gc.run_cli(parse([])) == 0  # the default: milliseconds
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(gc, "PROGRESS_SECONDS", 0.0)  # now anything counts as long
+    assert gc.run_cli(parse([])) == 0
+    assert "gradcheck" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_check_estimated_too_long_and_says_how_to_go_on(monkeypatch):
+    monkeypatch.setattr(gc, "LIMIT_SECONDS", 0.0)
+    with pytest.raises(
+        ValueError, match=r"about .*here; .*--max-entries \d+: about .*--max-entries all"
+    ):
+        gc.run_cli(parse([]))
+    assert gc.run_cli(parse(["--max-entries", "all"])) == 0  # the way beyond the limit
+
+
+def test_cli_big_layer_is_refused_at_once_with_a_way_out(tmp_path):
+    argv = ("gradcheck", "--input", "200x200", "--channels", "8")
+    try:
+        proc = cnnlab_cli(*argv, cwd=tmp_path, timeout=60)  # it used to run for hours
+    except subprocess.TimeoutExpired:
+        pytest.fail("cnnlab gradcheck --input 200x200 --channels 8 ran for over a minute")
+    assert_clean_error(proc, 2, "640,392 entries", "--max-entries", "--max-entries all")
+    assert proc.stdout.count("\n") == 1  # the layer line only: no check was run
+
+
+def test_cli_big_layer_with_max_entries_checks_a_subset(tmp_path):
+    proc = cnnlab_cli(
+        "gradcheck", "--input", "200x200", "--channels", "8", "--max-entries", "5", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert checked(proc.stdout) == {"input": 5, "weight": 5, "bias": 5}
+    assert "PASSED" in proc.stdout

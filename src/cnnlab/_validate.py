@@ -31,18 +31,24 @@ def pair(value: object, name: str, *, minimum: int = 1) -> tuple[int, int]:
     return out
 
 
-def float_array(x: object, name: str, ndim: int | None = None) -> np.ndarray:
+def float_array(
+    x: object, name: str, ndim: int | None = None, *, var: str | None = None
+) -> np.ndarray:
     """Check that ``x`` is a float32/float64 ndarray (of ``ndim`` dims) and return it.
 
     Integer, bool, complex and object arrays are refused rather than silently cast, so
-    float32 work stays float32 and nothing is upcast behind the user's back.
+    float32 work stays float32 and nothing is upcast behind the user's back. The advice
+    names the variable ``var``: by default ``name`` when that is one (``w``,
+    ``inputs[1]``), else ``x`` (for a ``name`` such as ``"Conv2d input"``).
     """
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{name} must be a NumPy ndarray, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
+        if var is None:
+            var = name if name.partition("[")[0].isidentifier() else "x"
         raise ValueError(
             f"{name} must have dtype float32 or float64, got {x.dtype}; "
-            f"convert it with {name}.astype(np.float32)"
+            f"convert it with {var}.astype(np.float32)"
         )
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape} ({x.ndim}-D)")
@@ -63,7 +69,8 @@ def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.dtype != b.dtype:
         raise ValueError(
             f"{name_a} has dtype {a.dtype} but {name_b} has dtype {b.dtype}; expected the "
-            f"same dtype (convert one with .astype(np.{b.dtype}) or .astype(np.{a.dtype}))"
+            f"same dtype (convert one: {name_b}.astype(np.{a.dtype}) or "
+            f"{name_a}.astype(np.{b.dtype}))"
         )
 
 

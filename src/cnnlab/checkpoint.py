@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import io
+from cnnlab._version import __version__
 from cnnlab.errors import CheckpointError
 from cnnlab.nn.module import Module
 from cnnlab.optim import Optimizer
@@ -57,7 +58,6 @@ def save_checkpoint(
 
     ``callbacks`` maps a callback's name to its JSON-able state.
     """
-    import cnnlab
     from cnnlab.models import spec
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -67,7 +67,7 @@ def save_checkpoint(
         "model": json.dumps(spec(model)),
         "dtype": str(model.dtype),
         "dataset": str(config.get("dataset")),
-        "cnnlab_version": cnnlab.__version__,
+        "cnnlab_version": __version__,
         "config": json.dumps(config),
         "optimizer": json.dumps(optimizer.hyperparameters()),
         "epoch": str(epoch),

@@ -8,24 +8,32 @@ Errors never show a traceback (unless ``--debug``): they are printed as one line
   download, NaN during training, a file that cannot be written;
 * 2 — a usage problem: an unknown option or a bad value (argparse's convention);
 * 130 / 143 — interrupted by SIGINT / SIGTERM (training first writes a checkpoint and
-  prints how to resume).
+  prints how to resume);
+* 141 — standard output was closed early (``cnnlab explain --json | head``): the rest
+  of the output is dropped silently and the status is the one a tool killed by SIGPIPE
+  has (128 + 13), as ``yes | head`` shows, so ``set -o pipefail`` scripts see it as
+  they see any other tool's.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from cnnlab.cli_commands import cmd_eval, cmd_predict, cmd_train
+# Nothing else is imported at module level, not even argparse: the console script
+# imports this module before main() runs, and a Ctrl-C during any import out here
+# would end in a traceback. Everything else is imported inside main()'s try.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 DATASET_CHOICES = ("digits", "mnist", "fashion-mnist")
 
 
 def _int_at_least(minimum: int, what: str) -> Any:
+    import argparse
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -39,6 +47,9 @@ def _int_at_least(minimum: int, what: str) -> Any:
 
 
 def _positive_float(what: str, allow_zero: bool = False) -> Any:
+    import argparse
+    import math
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -56,6 +67,8 @@ def _positive_float(what: str, allow_zero: bool = False) -> Any:
 
 
 def _fraction(what: str) -> Any:
+    import argparse
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -69,7 +82,7 @@ def _fraction(what: str) -> Any:
 
 
 def _recipes_text() -> str:
-    from cnnlab.train.config import RECIPES
+    from cnnlab.train.recipes import RECIPES  # light: no NumPy for --help
 
     lines = ["recipes (what each data set's run does unless told otherwise):"]
     for name, r in RECIPES.items():
@@ -89,6 +102,8 @@ def _recipes_text() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     import cnnlab
 
     parser = argparse.ArgumentParser(
@@ -98,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {cnnlab.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_subcommand_parser_class()
+    )
     sub.required = True
 
     p = sub.add_parser(
@@ -205,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bar (the one-line summary of each epoch stays)",
     )
-    p.set_defaults(handler=cmd_train)
+    p.set_defaults(handler=_handler("cnnlab.cli_commands", "cmd_train"))
 
     p = sub.add_parser("eval", help="evaluate a saved model on its data set's test split")
     p.add_argument(
@@ -222,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from, recorded in it)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line")
-    p.set_defaults(handler=cmd_eval)
+    p.set_defaults(handler=_handler("cnnlab.cli_commands", "cmd_eval"))
 
     p = sub.add_parser("predict", help="classify image files (PNG/JPG, any size)")
     p.add_argument("--checkpoint", required=True, help="model.safetensors (or .onnx)")
@@ -234,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many classes to show per image",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
-    p.set_defaults(handler=cmd_predict)
+    p.set_defaults(handler=_handler("cnnlab.cli_commands", "cmd_predict"))
 
     for name, module, help_text in (
         ("gradcheck", "cnnlab.gradcheck", "check a layer's gradients numerically"),
@@ -242,10 +259,45 @@ def build_parser() -> argparse.ArgumentParser:
         ("download", "cnnlab.data.download", "download MNIST or Fashion-MNIST (checksummed)"),
         ("export", "cnnlab.onnx", "export a saved model to ONNX (needs cnnlab[onnx])"),
     ):
-        p = sub.add_parser(name, help=help_text)
-        p.set_defaults(handler=_delegate(module))
-        _add_delegate_arguments(p, module)
+        p = sub.add_parser(name, help=help_text, options_from=module)
+        p.set_defaults(handler=_handler(module, "run_cli"))
+    for p in sub.choices.values():  # --debug also after the subcommand: cnnlab eval --debug
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
     return parser
+
+
+def _subcommand_parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class SubcommandParser(argparse.ArgumentParser):
+        """A subcommand's parser; ``options_from`` names a module whose
+        ``add_cli_arguments`` adds the options, imported only when this subcommand is
+        parsed or its help shown (``cnnlab --help`` need not import NumPy)."""
+
+        def __init__(self, *args: Any, options_from: str | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._options_from = options_from
+
+        def _add_options(self) -> None:
+            if self._options_from is not None:
+                module, self._options_from = self._options_from, None
+                _add_delegate_arguments(self, module)
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            self._add_options()
+            return super().parse_known_args(args, namespace)
+
+        def format_usage(self) -> str:
+            self._add_options()
+            return super().format_usage()
+
+        def format_help(self) -> str:
+            self._add_options()
+            return super().format_help()
+
+    return SubcommandParser
 
 
 def _add_delegate_arguments(parser: argparse.ArgumentParser, module: str) -> None:
@@ -259,13 +311,46 @@ def _add_delegate_arguments(parser: argparse.ArgumentParser, module: str) -> Non
     mod.add_cli_arguments(parser)
 
 
-def _delegate(module: str) -> Any:
+def _handler(module: str, function: str) -> Any:
+    """``function(args)`` of ``module``, imported when the command runs."""
+
     def run(args: argparse.Namespace) -> int:
         import importlib
 
-        return int(importlib.import_module(module).run_cli(args))
+        return int(getattr(importlib.import_module(module), function)(args))
 
     return run
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe or socket whose reader has gone away."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False  # no real stdout, or no poll (Windows): cannot tell, so not silenced
+    poller.register(fd, select.POLLOUT)
+    gone = select.POLLERR | select.POLLHUP
+    return any(events & gone for _, events in poller.poll(0))
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run the command; a reader that closes standard output early ends it silently."""
+    import os
+    import signal
+
+    try:
+        code = int(args.handler(args))
+        sys.stdout.flush()  # inside the try: buffered output may meet the closed pipe here
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe broke (a worker process): a real error
+        # what is still buffered would fail again at exit: send it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def _error(message: str, code: int) -> int:
@@ -273,8 +358,78 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see the module docstring)."""
+class _CtrlC:
+    """SIGINT while :func:`main` runs: a KeyboardInterrupt that does not get lost.
+
+    While ``armed``, the handler raises KeyboardInterrupt, as Python's own does, and
+    ``pressed`` records that it came. Where Python cannot raise it — in a weakref
+    callback or a ``__del__``, where it would print "Exception ignored" and a traceback
+    and run on — that print is left out and the interrupt is raised again as soon as
+    the main thread is back in ordinary code (a helper thread interrupts it). Where a
+    C extension turns it into another exception (NumPy's start-up: an ImportError),
+    ``pressed`` tells :func:`main` what it was. :func:`main` clears ``armed`` first
+    (a plain assignment: nothing can interrupt it) and then calls :meth:`restore`.
+    Training installs its own handler meanwhile, and puts this one back.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.armed = False
+        self.debug = False  # --debug: the interrupt's traceback is wanted
+        self._installed = False
+
+    def install(self) -> None:
+        import _thread
+        import signal
+
+        self._raising = _thread.allocate_lock()  # held while a re-raise is on its way
+        self.armed = True
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            self.armed = False
+            return
+        self._installed = True
+        self._unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        if self.armed:
+            raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable: Any) -> None:
+        if not (self.armed and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            self._unraisable_hook(unraisable)
+        elif self._raising.acquire(blocking=False):
+            import _thread
+
+            _thread.start_new_thread(self._raise_again, ())
+
+    def _raise_again(self) -> None:  # in a helper thread
+        import _thread
+
+        try:
+            if self.armed:
+                _thread.interrupt_main()  # the main thread calls _handle at its next step
+        finally:
+            self._raising.release()
+
+    def restore(self) -> None:
+        """Put the previous handler back (after ``armed`` was cleared)."""
+        if self._installed:
+            import signal
+
+            self._installed = False
+            with self._raising:  # a re-raise on its way has arrived
+                pass
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
+            signal.signal(signal.SIGINT, previous)  # first runs a pending (now idle) call
+            sys.unraisablehook = self._unraisable_hook
+
+
+def _run(argv: Sequence[str] | None, ctrl_c: _CtrlC) -> int:
+    """Parse ``argv`` and run the command; errors become one line and an exit code."""
     from cnnlab.errors import (
         CheckpointError,
         DataError,
@@ -286,10 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad options
+    ctrl_c.debug = bool(args.debug)
     if args.debug:
-        return int(args.handler(args))
+        return _call(args)
     try:
-        return int(args.handler(args))
+        return _call(args)
     except TrainingInterrupted as exc:
         print(f"cnnlab: {exc}", file=sys.stderr)
         resume = " ".join(["cnnlab", *(sys.argv[1:] if argv is None else argv)])
@@ -312,9 +468,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(f"{where}{exc.strerror or exc}", 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring).
+
+    Ctrl-C is answered with one line and exit code 130 from the first moment, also
+    while the parser is built and NumPy & co. are imported (with ``--debug``: the
+    traceback).
+    """
+    ctrl_c = _CtrlC()
+    try:
+        ctrl_c.install()
+        return _run(argv, ctrl_c)
+    except Exception:
+        ctrl_c.armed = False  # first: no call (where an interrupt could land) before it
+        if ctrl_c.debug or not ctrl_c.pressed:
+            raise
     except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        ctrl_c.armed = False
+        if ctrl_c.debug:
+            raise
+    finally:
+        ctrl_c.armed = False
+        ctrl_c.restore()
+    # only an interruption gets here: every other way out of the try returns or raises
+    print("cnnlab: interrupted", file=sys.stderr)
+    # CPython remembers a KeyboardInterrupt that escaped an eval() of a string (as one
+    # inside collections.namedtuple may) and then ends ``python -m cnnlab`` by SIGINT
+    # instead of with this exit code; the next eval() of a string forgets it.
+    eval("None")
+    return 130  # 128 + SIGINT, the shell's convention
 
 
 __all__ = ["build_parser", "main"]

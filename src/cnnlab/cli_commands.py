@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cnnlab.nn.module import Module
 
 
 def _count(n: int, noun: str) -> str:
@@ -66,8 +70,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str, dict[str, str]]:
+def _model_and_dataset(args: argparse.Namespace) -> tuple[Module, str, dict[str, str]]:
+    """The model in ``--checkpoint`` (any file ``cnnlab.load`` rebuilds), its data set and
+    the file's metadata.
+
+    The model must take the data set's images and give one logit per class: checked
+    against the input shape the file records, and by one image through the model.
+    """
     import cnnlab.io as cio
+    from cnnlab.data import dataset_info
 
     path = Path(args.checkpoint)
     if path.suffix.lower() == ".onnx":  # an ONNX graph, read by cnnlab.onnx
@@ -81,15 +92,30 @@ def _model_and_dataset(args: argparse.Namespace) -> tuple[object, str, dict[str,
         raise ValueError(
             f"{path} does not record its data set; pass --dataset digits|mnist|fashion-mnist"
         )
-    from cnnlab.data import dataset_info
-    from cnnlab.models import INPUT_SHAPES, spec
-
-    name = spec(model)["name"]
-    if INPUT_SHAPES[name] != dataset_info(dataset).image_shape:
+    info = dataset_info(dataset)
+    expected = cio.input_shape(metadata)
+    if expected is not None and expected != info.image_shape:
         raise ValueError(
-            f"model {name!r} in {path} takes images of shape {INPUT_SHAPES[name]}, "
-            f"data set {dataset!r} has {dataset_info(dataset).image_shape}; "
-            "choose the data set the model was trained on"
+            f"the model in {path} takes images of shape {expected}, data set {dataset!r} "
+            f"has {info.image_shape}; choose the data set the model was trained on"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(np.zeros((1, *info.image_shape), dtype=model.dtype))
+    except ValueError as exc:
+        raise ValueError(
+            f"the model in {path} does not take {dataset!r} images of shape "
+            f"{info.image_shape}: {exc}"
+        ) from None
+    finally:
+        model.train(was_training)
+    k = len(info.classes)
+    if not isinstance(logits, np.ndarray) or logits.shape != (1, k):
+        got = getattr(logits, "shape", type(logits).__name__)
+        raise ValueError(
+            f"the model in {path} gives outputs of shape {got} for one image; data set "
+            f"{dataset!r} needs one logit per class, (1, {k})"
         )
     return model, dataset, metadata
 
@@ -124,7 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     model, dataset, metadata = _model_and_dataset(args)
     test = load_dataset(dataset, "test", _eval_data_dir(args, dataset, metadata))
-    result = evaluate(model, test)  # type: ignore[arg-type]
+    result = evaluate(model, test)
     if args.json:
         print(json.dumps({**result.to_json(), "dataset": dataset}))
         return 0
@@ -152,11 +178,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model, dataset, _ = _model_and_dataset(args)
     classes = dataset_info(dataset).classes
-    model.eval()  # type: ignore[attr-defined]
+    model.eval()
     top = min(args.top, len(classes))
     for image in args.images:
-        x = load_image(image, dataset).astype(model.dtype)  # type: ignore[attr-defined]
-        probs = softmax(model(x))[0]  # type: ignore[operator]
+        x = load_image(image, dataset).astype(model.dtype)
+        probs = softmax(model(x))[0]
         order = np.argsort(-probs, kind="stable")[:top]
         if args.json:
             print(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import time
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ def gradcheck(
     rtol: float = 1e-5,
     seed: int = 0,
     max_entries: int | None = None,
+    progress: bool = False,
 ) -> GradcheckReport:
     """Compare analytic gradients with central differences in float64.
 
@@ -116,6 +118,9 @@ def gradcheck(
         Seeds the projection ``dy`` (standard normal) and the choice of entries.
     max_entries : int, optional
         Check at most this many randomly chosen entries per array (default: all).
+        Each entry checked costs two calls of the function or module.
+    progress : bool
+        Show a progress bar over the entries (tqdm, on stderr).
 
     Returns
     -------
@@ -150,7 +155,7 @@ def gradcheck(
             raise ValueError("backward= is for functions; a Module uses its own backward")
         if len(arrays) != 1:
             raise ValueError(f"a Module takes one input array, got {len(arrays)}")
-        return _check_module(fn_or_module, arrays[0], rng, eps, atol, rtol, max_entries)
+        return _check_module(fn_or_module, arrays[0], rng, eps, atol, rtol, max_entries, progress)
     if not callable(fn_or_module):
         raise ValueError(
             f"fn_or_module must be a Module or a callable, got {type(fn_or_module).__name__}"
@@ -167,11 +172,12 @@ def gradcheck(
     def scalar() -> float:
         return float(np.vdot(dy, _output(fn(*arrays))))
 
-    checks = []
-    for i, (array, grad) in enumerate(zip(arrays, grads, strict=True)):
-        if grad is None:
-            continue
-        checks.append(_compare(f"input{i}", array, grad, scalar, rng, eps, atol, rtol, max_entries))
+    targets = [
+        (f"input{i}", array, grad)
+        for i, (array, grad) in enumerate(zip(arrays, grads, strict=True))
+        if grad is not None
+    ]
+    checks = _compare_all(targets, scalar, rng, eps, atol, rtol, max_entries, progress)
     return GradcheckReport(checks, eps, atol, rtol)
 
 
@@ -189,6 +195,7 @@ def _check_module(
     atol: float,
     rtol: float,
     max_entries: int | None,
+    progress: bool,
 ) -> GradcheckReport:
     params = list(module.named_parameters())
     saved = [(p, p.data, p.grad) for _, p in params]
@@ -210,17 +217,44 @@ def _check_module(
         def scalar() -> float:
             return float(np.vdot(dy, _output(module(x))))
 
-        checks = []
-        if dx is not None:
-            checks.append(_compare("input", x, dx, scalar, rng, eps, atol, rtol, max_entries))
-        for name, p in params:
-            checks.append(_compare(name, p.data, p.grad, scalar, rng, eps, atol, rtol, max_entries))
+        targets = [] if dx is None else [("input", x, dx)]
+        targets += [(name, p.data, p.grad) for name, p in params]
+        checks = _compare_all(targets, scalar, rng, eps, atol, rtol, max_entries, progress)
     finally:
         for p, data, grad in saved:
             p.data, p.grad = data, grad
         for m, name, buf in buffers:
             setattr(m, name, buf)
     return GradcheckReport(checks, eps, atol, rtol)
+
+
+def _compare_all(
+    targets: list[tuple[str, np.ndarray, np.ndarray]],
+    scalar: Callable[[], float],
+    rng: np.random.Generator,
+    eps: float,
+    atol: float,
+    rtol: float,
+    max_entries: int | None,
+    progress: bool,
+) -> list[TensorCheck]:
+    """:func:`_compare` for each ``(name, array, analytic)``, in order, with a bar if asked."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = sum(
+            a.size if max_entries is None else min(a.size, max_entries) for _, a, _ in targets
+        )
+        bar = tqdm(total=total, desc="gradcheck", unit="entry", leave=False, file=sys.stderr)
+    try:
+        return [
+            _compare(name, array, analytic, scalar, rng, eps, atol, rtol, max_entries, bar)
+            for name, array, analytic in targets
+        ]
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _compare(
@@ -233,6 +267,7 @@ def _compare(
     atol: float,
     rtol: float,
     max_entries: int | None,
+    bar: Any = None,
 ) -> TensorCheck:
     """Central differences of ``scalar`` w.r.t. ``array`` (perturbed in place, restored)."""
     analytic = np.asarray(analytic, dtype=np.float64)
@@ -253,6 +288,8 @@ def _compare(
         minus = scalar()
         view[flat] = original
         numeric[k] = (plus - minus) / (2 * eps)
+        if bar is not None:
+            bar.update(1)
     chosen = analytic.reshape(-1)[flat_indices]
     abs_err = np.abs(chosen - numeric)
     floor = atol / rtol if rtol > 0 else np.inf
@@ -275,6 +312,10 @@ def _compare(
 
 # -- command line ------------------------------------------------------------------------
 LAYERS = {"conv": "Conv2d", "linear": "Linear", "maxpool": "MaxPool2d", "avgpool": "AvgPool2d"}
+#: a check estimated to take longer is refused unless --max-entries is given
+LIMIT_SECONDS = 60.0
+#: a check estimated to take longer shows a progress bar
+PROGRESS_SECONDS = 2.0
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -295,6 +336,28 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bias", action="store_true", help="layer without a bias")
     parser.add_argument("--seed", type=int, default=0, help="seed of input, weights and dy")
     parser.add_argument("--eps", type=float, default=1e-6, help="central-difference step")
+    parser.add_argument(
+        "--max-entries",
+        type=_max_entries,
+        metavar="N|all",
+        help="check at most N random entries (chosen by --seed) of the input and of each "
+        "parameter, or 'all' (default: all, unless that would take more than about "
+        f"{LIMIT_SECONDS:.0f} s: then the check is refused with a suggestion for N)",
+    )
+
+
+def _max_entries(text: str) -> int | str:
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--max-entries must be a positive integer or 'all', got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--max-entries must be >= 1, got {value}")
+    return value
 
 
 def _dims(text: str, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -357,13 +420,75 @@ def _build(args: argparse.Namespace, rng: np.random.Generator) -> tuple[Module, 
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Build the chosen layer in float64, check it, print the report; 0 if it passed, else 1."""
+    """Build the chosen layer in float64, check it, print the report; 0 if it passed, else 1.
+
+    Every entry checked costs two forward passes. The time that takes is estimated from
+    a timed forward pass: a check of every entry that would take longer than
+    :data:`LIMIT_SECONDS` is refused (ValueError) unless ``--max-entries`` is given,
+    with a message suggesting a value; a check that takes longer than
+    :data:`PROGRESS_SECONDS` shows a progress bar on stderr.
+    """
     rng = np.random.default_rng(positive_int(args.seed, "--seed", minimum=0))
     layer, x = _build(args, rng)
     print(f"{layer!r}, input {x.shape}")
-    report = gradcheck(layer, x, eps=args.eps, seed=args.seed)
+    sizes = {"input": x.size, **{name: p.data.size for name, p in layer.named_parameters()}}
+    forward = _forward_seconds(layer, x)
+
+    def seconds(cap: int | None) -> float:
+        return 2 * forward * sum(n if cap is None else min(n, cap) for n in sizes.values())
+
+    choice = getattr(args, "max_entries", None)
+    cap = choice if isinstance(choice, int) else None
+    if choice is None and seconds(None) > LIMIT_SECONDS:
+        raise ValueError(_too_long(sizes, seconds))
+    if cap is not None and max(sizes.values()) > cap:
+        print(
+            f"checking at most {cap:,} random entries (chosen by --seed) of the input and "
+            "of each parameter; --max-entries all checks every one"
+        )
+    report = gradcheck(
+        layer,
+        x,
+        eps=args.eps,
+        seed=args.seed,
+        max_entries=cap,
+        progress=seconds(cap) > PROGRESS_SECONDS,
+    )
     print(report)
     return 0 if report.passed else 1
+
+
+def _forward_seconds(layer: Module, x: np.ndarray) -> float:
+    """The time of one forward pass (the faster of two)."""
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        layer(x)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _too_long(sizes: dict[str, int], seconds: Callable[[int | None], float]) -> str:
+    total = sum(sizes.values())
+    parts = ", ".join(f"{name} {n:,}" for name, n in sizes.items())
+    # the largest round N that keeps the check within about half a minute here
+    suggestion = next(
+        (n for n in (5000, 2000, 1000, 500, 200, 100, 50, 20) if seconds(n) <= 30), 10
+    )
+    return (
+        f"checking all {total:,} entries ({parts}) takes two forward passes each, about "
+        f"{_duration(seconds(None))} here; check a random subset with --max-entries N per "
+        f"array (--max-entries {suggestion}: about {_duration(seconds(suggestion))}), or "
+        "every entry anyway with --max-entries all"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.0f} h"
 
 
 class _CallableModule(types.ModuleType):

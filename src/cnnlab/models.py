@@ -63,6 +63,7 @@ def lenet5(
         nn.Linear(84, num_classes, dtype=d, rng=rng),
     )
     model.spec = {"name": "lenet5", "kwargs": {"num_classes": num_classes}}
+    model.input_shape = INPUT_SHAPES["lenet5"]  # checked by forward
     return model
 
 
@@ -117,6 +118,7 @@ def lenet5_bn(
         nn.Linear(84, num_classes, dtype=d, rng=rng),
     )
     model.spec = {"name": "lenet5_bn", "kwargs": {"num_classes": num_classes}}
+    model.input_shape = INPUT_SHAPES["lenet5_bn"]  # checked by forward
     return model
 
 
@@ -148,6 +150,7 @@ def digits_cnn(
         nn.Linear(64, num_classes, dtype=d, rng=rng),
     )
     model.spec = {"name": "digits_cnn", "kwargs": {"num_classes": num_classes}}
+    model.input_shape = INPUT_SHAPES["digits_cnn"]  # checked by forward
     return model
 
 

@@ -3,7 +3,8 @@
 Each file is tried on a list of mirrors in turn. A download goes to a temporary file in
 the target folder and is renamed to its real name only once its checksum matches: a
 wrong or cut-off file is discarded and the next mirror tried, so a partial file is never
-left behind. Files already present with the right checksum are not downloaded again.
+left behind, and a download that fails removes the folders it created (while empty).
+Files already present with the right checksum are not downloaded again.
 """
 
 from __future__ import annotations
@@ -126,35 +127,84 @@ def download(
     ------
     DownloadError
         A file could not be had from any mirror (each mirror's failure is listed).
+        Folders this call created are removed again if they are still empty; files
+        already verified stay. Nothing that existed before is touched.
     """
     if name not in CHECKSUMS:
         raise ValueError(f"cannot download {name!r}; choose one of {sorted(CHECKSUMS)}")
     folder = Path(data_dir) if data_dir is not None else cache_dir(name)
+    created = _missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise ValueError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    try:
+        _download_all(name, folder, mirrors, md5s, progress, timeout)
+    except BaseException:
+        # leave no empty folders behind: remove those this call made, if still empty
+        # (a verified file stays, so a second try fetches only the rest)
+        _remove_empty(created)
+        raise
+    return folder
+
+
+def _download_all(
+    name: str,
+    folder: Path,
+    mirrors: list[str] | tuple[str, ...] | None,
+    md5s: dict[str, str] | None,
+    progress: bool,
+    timeout: float,
+) -> None:
     bases = list(mirrors) if mirrors else list(MIRRORS[name])
+    verified = []
     for filename, md5 in (md5s or CHECKSUMS[name]).items():
         target = folder / filename
         if target.is_file() and _md5(target) == md5:
+            verified.append(filename)
             continue
         failures = []
         for base in bases:
             url = base if base.endswith("/") else base + "/"
             try:
                 _fetch(url + filename, target, md5, timeout, progress)
+                verified.append(filename)
                 break
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 failures.append(f"{url}{filename}: {reason}")
         else:
             listing = "; ".join(failures)
+            kept = (
+                f" ({', '.join(verified)} verified and kept in {folder}: a second try "
+                "fetches only the rest)"
+                if verified
+                else ""
+            )
             raise DownloadError(
                 f"could not download {filename} from any mirror ({listing}); if you have "
-                f"the files, point --data-dir at their folder instead"
+                f"the files, point --data-dir at their folder instead{kept}"
             )
-    return folder
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; never a file."""
+    for path in folders:
+        try:
+            path.rmdir()  # refuses a folder that is not empty
+        except OSError:
+            return
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

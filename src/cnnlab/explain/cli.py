@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["add_cli_arguments", "run_cli"]
 
@@ -23,41 +25,94 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dilation", default="1", help="dilation R or RHxRW")
     parser.add_argument("--depth", default="1", help="input channels D")
     parser.add_argument("--filters", default="1", help="number of filters N")
-    parser.add_argument("--seed", default="0", help="seed of the numeric example")
+    parser.add_argument(
+        "--seed", default="0", help="seed of the numeric example, 0 to 4294967295 (default 0)"
+    )
     fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="the term lists as JSON")
+    fmt.add_argument("--json", action="store_true", help="the term lists and numbers as JSON")
     fmt.add_argument("--latex", action="store_true", help="a LaTeX fragment")
+    fmt.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write an interactive page instead of the text: one self-contained file that "
+        "works offline ('-' for standard output)",
+    )
     parser.add_argument("--figures", metavar="DIR", help="also write PNG and SVG figures to DIR")
 
 
-def _int(text: str, name: str) -> int:
+def _int(text: str, name: str, minimum: int, maximum: int | None = None) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise ValueError(f"--{name} must be an integer, got {text!r}") from None
+    if maximum is not None and not minimum <= value <= maximum:
+        raise ValueError(f"--{name} must be between {minimum} and {maximum}, got {value}")
+    if value < minimum:
+        raise ValueError(f"--{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _figures_folder(text: str) -> Path:
+    """Create the figures folder now, so a bad one fails before anything is printed."""
+    folder = Path(text)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the figures folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into the figures folder {folder}: permission denied")
+    return folder
 
 
 def run_cli(args: argparse.Namespace) -> int:
     from cnnlab.explain import explain
+    from cnnlab.explain.config import HTML_LIMITS, JSON_LIMITS, TEXT_LIMITS, ExplainConfig
+    from cnnlab.explain.instance import MAX_SEED
+
+    cfg = ExplainConfig.make(
+        args.input,
+        args.kernel,
+        args.stride,
+        args.padding,
+        _int(args.depth, "depth", 1),
+        _int(args.filters, "filters", 1),
+        args.dilation,
+    )
+    seed = _int(args.seed, "seed", 0, MAX_SEED)
+    # everything that can be refused is refused before anything is computed or printed
+    if args.json:
+        cfg.check_size(JSON_LIMITS, "JSON")
+    elif args.html:
+        cfg.check_size(HTML_LIMITS, "an HTML page")
+    else:
+        cfg.check_size(TEXT_LIMITS, "LaTeX" if args.latex else "text")
+    figures = None
+    if args.figures:
+        cfg.check_size(TEXT_LIMITS, "figures")
+        figures = _figures_folder(args.figures)
 
     e = explain(
-        input=args.input,
-        kernel=args.kernel,
-        stride=args.stride,
-        padding=args.padding,
-        depth=_int(args.depth, "depth"),
-        filters=_int(args.filters, "filters"),
-        dilation=args.dilation,
-        seed=_int(args.seed, "seed"),
+        cfg.input,
+        cfg.kernel,
+        cfg.stride,
+        cfg.padding,
+        cfg.depth,
+        cfg.filters,
+        cfg.dilation,
+        seed=seed,
     )
     if args.json:
         print(json.dumps(e.to_json()))
     elif args.latex:
         print(e.to_latex(), end="")
+    elif args.html == "-":
+        sys.stdout.write(e.to_html())
+    elif args.html:
+        print(f"page: {e.save_html(args.html)}", file=sys.stderr)
     else:
         print(e.to_text(), end="")
-    if args.figures:
-        paths = e.save_figures(args.figures)
+    if figures is not None:
+        paths = e.save_figures(figures)
         print(
             f"figures: {', '.join(str(p) for p in paths[:2])} and {len(paths) - 2} more",
             file=sys.stderr,

@@ -7,13 +7,16 @@ from typing import Any
 
 from cnnlab._validate import pair, positive_int
 
-__all__ = ["JSON_LIMITS", "TEXT_LIMITS", "ExplainConfig", "parse_pair"]
+__all__ = ["HTML_LIMITS", "JSON_LIMITS", "TEXT_LIMITS", "ExplainConfig", "parse_pair"]
 
 #: the largest configuration printed as text, LaTeX or figures (beyond it the sums
 #: stop being readable): input side, kernel side, depth, filters
 TEXT_LIMITS = {"input": 8, "kernel": 5, "depth": 3, "filters": 3}
 #: the largest configuration for --json (machine-readable, so larger is fine)
 JSON_LIMITS = {"input": 16, "kernel": 7, "depth": 4, "filters": 4}
+#: the largest configuration for --html (grids that still fit a screen; the page's
+#: controls have the same limits)
+HTML_LIMITS = {"input": 12, "kernel": 5, "depth": 3, "filters": 3}
 
 
 def parse_pair(text: object, name: str, minimum: int = 1) -> tuple[int, int]:

@@ -1,11 +1,13 @@
 """A numeric check of the generated derivation, three ways.
 
-For random ``a``, ``W`` and ``δ`` (float64, seeded):
+For the seeded, non-degenerate ``a``, ``W``, ``w_b`` and ``δ`` of :mod:`.instance`:
 
-1. **the sums** — evaluate every generated ``dE/da``, ``dE/dw`` and ``dE/dw_b`` term list;
-2. **the matrix form** — steps (E2)–(E6) with the loop-based reference primitive
-   :func:`~cnnlab.functional.correlate2d_reference`;
-3. **the layer** — :meth:`cnnlab.nn.Conv2d.backward`, which training uses.
+1. **the sums** — evaluate every generated ``net``, ``dE/da``, ``dE/dw`` and ``dE/dw_b``
+   term list;
+2. **the matrix form** — the forward correlation and steps (E2)–(E6) with the
+   loop-based reference primitive :func:`~cnnlab.functional.correlate2d_reference`;
+3. **the layer** — :class:`cnnlab.nn.Conv2d`'s forward and ``backward``, which training
+   uses.
 
 All three must agree; the largest difference is reported.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.explain.config import ExplainConfig
+from cnnlab.explain.instance import Instance, make_instance
 from cnnlab.explain.terms import Terms
 from cnnlab.functional.conv import input_grad_padding
 from cnnlab.functional.correlate import correlate2d_reference, insert_zeros, pad2d, rot180
@@ -25,17 +28,8 @@ __all__ = ["Instance", "Verification", "make_instance", "verify"]
 
 
 @dataclass
-class Instance:
-    """A random numeric case: input, filters, bias, error map, and the three results."""
-
-    a: np.ndarray  #: (D, H, W)
-    w: np.ndarray  #: (N, D, kh, kw)
-    b: np.ndarray  #: (N,)
-    delta: np.ndarray  #: (N, OH, OW)
-
-
-@dataclass
 class Verification:
+    net: dict[str, np.ndarray]  #: "sums" / "matrix" / "layer" → (N, OH, OW)
     dx: dict[str, np.ndarray]  #: "sums" / "matrix" / "layer" → (D, H, W)
     dw: dict[str, np.ndarray]
     db: dict[str, np.ndarray]
@@ -46,18 +40,13 @@ class Verification:
         return self.max_difference < 1e-12
 
 
-def make_instance(cfg: ExplainConfig, seed: int = 0) -> Instance:
-    rng = np.random.default_rng(seed)
-    # small integers keep printed matrices readable; float64 keeps the check exact
-    return Instance(
-        a=rng.integers(-4, 5, size=(cfg.depth, *cfg.input)).astype(np.float64),
-        w=rng.integers(-3, 4, size=(cfg.filters, cfg.depth, *cfg.kernel)).astype(np.float64),
-        b=rng.integers(-2, 3, size=cfg.filters).astype(np.float64),
-        delta=rng.integers(-3, 4, size=(cfg.filters, *cfg.output)).astype(np.float64),
-    )
+Results = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # net, dx, dw, db
 
 
-def _by_sums(terms: Terms, x: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _by_sums(terms: Terms, x: Instance) -> Results:
+    net = np.zeros_like(x.delta)
+    for out, fwd in terms.forward.items():
+        net[out] = sum((x.w[wi] * x.a[ai] for wi, ai in fwd), 0.0) + x.b[out[0]]
     dx = np.zeros_like(x.a)
     for cell, by_w in terms.input_grad.items():
         dx[cell] = sum((x.delta[dl] * x.w[wi] for dl, wi in by_w), 0.0)
@@ -65,10 +54,13 @@ def _by_sums(terms: Terms, x: Instance) -> tuple[np.ndarray, np.ndarray, np.ndar
     for tap, by_a in terms.weight_grad.items():
         dw[tap] = sum((x.delta[dl] * x.a[ai] for dl, ai in by_a), 0.0)
     db = np.array([sum((x.delta[i] for i in terms.bias_grad[n]), 0.0) for n in range(len(x.b))])
-    return dx, dw, db
+    return net, dx, dw, db
 
 
-def _by_matrices(cfg: ExplainConfig, x: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _by_matrices(cfg: ExplainConfig, x: Instance) -> Results:
+    a_padded = pad2d(x.a[None], cfg.padding)
+    net = correlate2d_reference(a_padded, x.w, stride=cfg.stride, dilation=cfg.dilation)[0]
+    net += x.b[:, None, None]
     delta = x.delta[None]  # a batch of one
     # (E2) zero-insert, (E3) pad k_eff-1-P (crop if negative) plus leftovers
     pads = (
@@ -83,7 +75,6 @@ def _by_matrices(cfg: ExplainConfig, x: Instance) -> tuple[np.ndarray, np.ndarra
     # (E4) correlate with rot180(W), in/out channels swapped: channel d sums over filters
     dx = correlate2d_reference(padded, rot180(x.w).swapaxes(0, 1), dilation=cfg.dilation)[0]
     # (E5) the error map as kernel over the padded input (stride and dilation swap roles)
-    a_padded = pad2d(x.a[None], cfg.padding)
     oh, ow = cfg.output
     used = (cfg.stride[0] * (oh - 1) + cfg.k_eff[0], cfg.stride[1] * (ow - 1) + cfg.k_eff[1])
     a_used = a_padded[:, :, : used[0], : used[1]].swapaxes(0, 1)  # (D, 1, H', W')
@@ -91,10 +82,10 @@ def _by_matrices(cfg: ExplainConfig, x: Instance) -> tuple[np.ndarray, np.ndarra
         a_used, x.delta[:, None], stride=cfg.dilation, dilation=cfg.stride
     ).swapaxes(0, 1)
     # (E6) the bias gradient is the sum of each error map
-    return dx, dw, x.delta.sum(axis=(1, 2))
+    return net, dx, dw, x.delta.sum(axis=(1, 2))
 
 
-def _by_layer(cfg: ExplainConfig, x: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _by_layer(cfg: ExplainConfig, x: Instance) -> Results:
     from cnnlab.nn import Conv2d
 
     conv = Conv2d(
@@ -103,10 +94,10 @@ def _by_layer(cfg: ExplainConfig, x: Instance) -> tuple[np.ndarray, np.ndarray, 
     conv.weight.data[...] = x.w
     assert conv.bias is not None
     conv.bias.data[...] = x.b
-    conv(x.a[None])
+    net = conv(x.a[None])
     dx = conv.backward(x.delta[None])
     assert dx is not None
-    return dx[0], conv.weight.grad, conv.bias.grad
+    return net[0], dx[0], conv.weight.grad, conv.bias.grad
 
 
 def verify(cfg: ExplainConfig, terms: Terms, x: Instance) -> Verification:
@@ -121,8 +112,9 @@ def verify(cfg: ExplainConfig, terms: Terms, x: Instance) -> Verification:
         for got, want in zip(values, ref, strict=True):
             worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
     return Verification(
-        dx={k: v[0] for k, v in results.items()},
-        dw={k: v[1] for k, v in results.items()},
-        db={k: v[2] for k, v in results.items()},
+        net={k: v[0] for k, v in results.items()},
+        dx={k: v[1] for k, v in results.items()},
+        dw={k: v[2] for k, v in results.items()},
+        db={k: v[3] for k, v in results.items()},
         max_difference=worst,
     )

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab._validate import float_array, same_dtype
+from cnnlab._validate import array_shape, float_array, same_dtype
 
 __all__ = ["LinearCache", "linear_backward", "linear_forward"]
 
@@ -41,6 +41,9 @@ def linear_forward(
             f"linear input has {x.shape[1]} features (shape {x.shape}) but the weight "
             f"{w.shape} expects {w.shape[1]}"
         )
+    if b is not None:
+        b = array_shape(float_array(b, "b"), (w.shape[0],), "b")
+        same_dtype(x, b, "x", "b")
     y = x @ w.T
     if b is not None:
         y += b

@@ -15,7 +15,7 @@ def check_cached(cached: object, layer: str) -> None:
 
 def check_dy(dy: object, shape: tuple[int, ...], layer: str) -> np.ndarray:
     """``dy`` must be a float array of the forward output's shape."""
-    dy = float_array(dy, f"{layer} dy")
+    dy = float_array(dy, f"{layer} dy", var="dy")
     if dy.shape != shape:
         raise ValueError(f"{layer} dy must have the forward output's shape {shape}, got {dy.shape}")
     return dy

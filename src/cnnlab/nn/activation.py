@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cnnlab.functional import activations as F
@@ -17,6 +19,10 @@ class _Elementwise(Module):
     def __init__(self) -> None:
         super().__init__()
         self._saved: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able; none here)."""
+        return {}
 
     def _dy(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         name = type(self).__name__
@@ -49,6 +55,10 @@ class LeakyReLU(_Elementwise):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return F.leaky_relu_backward(*self._dy(dy), self.negative_slope)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able)."""
+        return {"negative_slope": self.negative_slope}
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"

@@ -133,6 +133,24 @@ class Conv2d(Module):
             self.bias.grad += db
         return dx
 
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able; no weights).
+
+        ``type(layer)(**layer.config())`` makes a layer of the same architecture and
+        dtype; :func:`cnnlab.save` stores it so :func:`cnnlab.load` can rebuild the model.
+        """
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "dtype": self.weight.dtype.name,
+        }
+
     def extra_repr(self) -> str:
         s = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

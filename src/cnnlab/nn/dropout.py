@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cnnlab import init
@@ -51,10 +53,18 @@ class Dropout(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         check_cached(self._mask, "Dropout")
         assert self._mask is not None
-        dy = float_array(dy, "Dropout dy")
+        dy = float_array(dy, "Dropout dy", var="dy")
         if self._mask.size > 1:
             check_dy(dy, self._mask.shape, "Dropout")
         return dy * self._mask
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able).
+
+        ``rng`` is not part of it: a rebuilt layer draws its masks from the default
+        generator unless given one.
+        """
+        return {"p": self.p}
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

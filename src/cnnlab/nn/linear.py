@@ -88,6 +88,15 @@ class Linear(Module):
             self.bias.grad += db
         return dx
 
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able; no weights)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "dtype": self.weight.dtype.name,
+        }
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -120,6 +129,10 @@ class Flatten(Module):
         assert self._shape is not None
         expected = (*self._shape[: self.start_dim], int(np.prod(self._shape[self.start_dim :])))
         return check_dy(dy, expected, "Flatten").reshape(self._shape)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able)."""
+        return {"start_dim": self.start_dim}
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}"

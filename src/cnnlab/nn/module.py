@@ -12,7 +12,7 @@ one-to-one. There is no autograd: every layer writes its own ``backward``, which
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -113,6 +113,69 @@ def _float_param(value: object, what: str) -> np.ndarray:
             "np.asarray(values, dtype=np.float32)"
         )
     return value
+
+
+#: a ``key_map`` of :meth:`Module.load_state_dict`: ``{their_key: our_key}`` or a function
+KeyMap = Mapping[str, str | None] | Callable[[str], str | None]
+
+
+def _renamed(state: Mapping[str, Any], key_map: KeyMap | None) -> dict[str, Any]:
+    """``state`` with its keys renamed by ``key_map`` (None drops an entry)."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state must be a dict of arrays, got {type(state).__name__}")
+    if key_map is None:
+        return dict(state)
+    rename: Callable[[str], str | None]
+    if isinstance(key_map, Mapping):
+        mapping = key_map
+
+        def rename(key: str) -> str | None:
+            return mapping.get(key, key)
+
+    elif callable(key_map):
+        rename = key_map
+    else:
+        raise ValueError(
+            f"key_map must be a dict {{their_key: our_key}} or a function, got "
+            f"{type(key_map).__name__}"
+        )
+    out: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for key, value in state.items():
+        new = rename(key)
+        if new is None:
+            continue
+        if not isinstance(new, str):
+            raise ValueError(f"key_map gave {new!r} for {key!r}; expected a str or None")
+        if new in out:
+            raise ValueError(
+                f"key_map maps both {source[new]!r} and {key!r} to {new!r}; each key of the "
+                "model may receive one value"
+            )
+        out[new], source[new] = value, key
+    return out
+
+
+def _converted(value: Any, target: np.ndarray, name: str) -> np.ndarray:
+    """``value`` as an array of ``target``'s shape and dtype (the documented conversion)."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # e.g. a torch tensor that requires grad
+        raise ValueError(
+            f"state dict entry {name!r} cannot be read as an array ({exc}); pass NumPy "
+            "arrays (for PyTorch: tensor.detach().cpu().numpy())"
+        ) from None
+    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and target.dtype.kind != "f"):
+        raise ValueError(
+            f"state dict entry {name!r} has dtype {array.dtype}, which cannot be loaded into "
+            f"the model's {target.dtype} {name!r}; pass real numbers"
+            + (" (integers for an integer entry)" if target.dtype.kind != "f" else "")
+        )
+    if array.shape != target.shape:
+        raise ValueError(
+            f"state dict entry {name!r} has shape {array.shape}, the model expects {target.shape}"
+        )
+    return array.astype(target.dtype, copy=False)
 
 
 class Module:
@@ -268,22 +331,90 @@ class Module:
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter's and buffer's values, keyed by dotted name.
 
-        The keys and their order are PyTorch's (``0.weight``, ``0.bias``,
-        ``1.running_mean``, ...), so state dicts can be exchanged one-to-one.
+        The keys and their order are PyTorch's: a module's own parameters, then its own
+        buffers, then each child's in registration order (``0.weight``, ``0.bias``,
+        ``1.weight``, ..., ``conv1.weight`` for a child assigned as ``self.conv1``), so
+        a state dict passes to and from ``torch.nn.Module.load_state_dict`` unchanged
+        when the two models are built alike (for named PyTorch layers against a
+        :class:`Sequential`, see :func:`cnnlab.io.map_state_dict_keys`).
+
+        Returns
+        -------
+        dict of str to ndarray
+            New arrays (copies): changing them does not change the model. Each keeps its
+            parameter's or buffer's dtype.
+
+        Shapes
+        ------
+        Each value has its parameter's shape: ``Conv2d.weight`` ``(F, C/groups, kh,
+        kw)``, ``Linear.weight`` ``(out, in)``, biases ``(F,)``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> sd = model.state_dict()
+        >>> torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
         """
         return {
             name: (v.data if isinstance(v, Parameter) else v).copy()
             for name, v in self._named_state()
         }
 
-    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy values from ``state`` into the parameters and buffers (keeping dtypes).
+    def load_state_dict(
+        self,
+        state: Mapping[str, Any],
+        strict: bool = True,
+        key_map: KeyMap | None = None,
+    ) -> None:
+        """Copy values from ``state`` into this module's parameters and buffers.
+
+        Values are copied (the model never holds the caller's arrays) and **converted to
+        the dtype of the parameter or buffer they go into**, as PyTorch's
+        ``load_state_dict`` does: float64 weights loaded into a float32 model are
+        rounded to float32, float32 into float64 are widened exactly. To keep float64
+        values, convert the model first (``model.astype(np.float64)``). Integer values
+        may go into integer or floating-point entries; floating-point values into an
+        integer entry (e.g. a counter buffer) are refused. Nothing is written unless
+        every entry fits.
+
+        Parameters
+        ----------
+        state : mapping of str to array-like
+            Values by key, e.g. another model's :meth:`state_dict`, a file read with
+            ``safetensors.numpy.load_file``, or a PyTorch state dict (CPU tensors are
+            read through ``np.asarray``; ``{k: v.numpy() for k, v in sd.items()}`` works
+            too).
+        strict : bool, default True
+            Require the (mapped) keys to be exactly this module's keys. With False,
+            missing keys keep their current values and unexpected keys are ignored.
+        key_map : dict or callable, optional
+            Renames ``state``'s keys to this module's before matching: a dict
+            ``{their_key: our_key}`` (keys it does not name are kept as they are), or a
+            function ``their_key -> our_key``. A key mapped to None is dropped (e.g.
+            PyTorch's ``num_batches_tracked`` for a model that does not count batches).
+            :func:`cnnlab.io.map_state_dict_keys` builds such a dict for a PyTorch model
+            with named layers (``conv1.weight``) and a :class:`Sequential`
+            (``0.weight``).
 
         Raises
         ------
         ValueError
-            If keys are missing or unexpected (with ``strict``) or a shape differs.
+            Keys missing or unexpected (with ``strict``), two keys mapped to the same
+            name, a value whose shape differs from the model's, or a value that is not
+            a real number array; the message names the keys.
+
+        Shapes
+        ------
+        Every value must have exactly the shape of the entry it loads into (see
+        :meth:`state_dict`).
+
+        Examples
+        --------
+        >>> sd = {k: v.numpy() for k, v in torch_lenet.state_dict().items()}
+        >>> model.load_state_dict(sd, key_map=cnnlab.io.map_state_dict_keys(sd, model))
+        >>> model.load_state_dict(sd, key_map=lambda k: k.removeprefix("module."))
         """
+        state = _renamed(state, key_map)
         own = dict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -291,17 +422,20 @@ class Module:
             raise ValueError(
                 f"state dict does not fit {type(self).__name__}: "
                 f"missing keys {missing}, unexpected keys {unexpected}"
+                + (
+                    "; rename their keys with key_map= (cnnlab.io.map_state_dict_keys "
+                    "matches named layers to a Sequential's by order and shape)"
+                    if missing and unexpected
+                    else ""
+                )
             )
-        for name, param in own.items():
+        updates: list[tuple[np.ndarray, np.ndarray]] = []
+        for name, entry in own.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
-            target = param.data if isinstance(param, Parameter) else param
-            if value.shape != target.shape:
-                raise ValueError(
-                    f"state dict entry {name!r} has shape {value.shape}, "
-                    f"the model expects {target.shape}"
-                )
+            target = entry.data if isinstance(entry, Parameter) else entry
+            updates.append((target, _converted(state[name], target, name)))
+        for target, value in updates:  # only once every entry is known to fit
             target[...] = value
 
     # -- printing ----------------------------------------------------------------
@@ -326,13 +460,30 @@ class Sequential(Module):
     Children are named ``"0"``, ``"1"``, ... so parameter names match
     ``torch.nn.Sequential`` (``0.weight``, ``3.bias``, ...).
 
+    A layer after the first that refuses its input raises a ValueError saying which
+    layer (index and type) and what it was given; the first layer's own messages are
+    about the caller's input and stand as they are.
+
+    Attributes
+    ----------
+    input_shape : tuple of int or None
+        The shape of one sample, channels first, e.g. ``(1, 28, 28)``. When set (the
+        models of :mod:`cnnlab.models` set it), an input with the right number of
+        dimensions and channels but another size is refused up front with a message
+        naming the shape expected (anything else wrong with the input gets the first
+        layer's message). None (default): not checked.
+
     Shapes
     ------
-    Input: whatever the first layer takes. Output: whatever the last layer returns.
+    Input: whatever the first layer takes (``(N, *input_shape)`` when that is set).
+    Output: whatever the last layer returns.
     """
+
+    input_shape: tuple[int, ...] | None
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
+        self.input_shape = None
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise ValueError(
@@ -351,8 +502,35 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self._modules.values():
-            x = layer(x)
+        expected = self.input_shape
+        if (
+            expected is not None
+            and isinstance(x, np.ndarray)
+            and x.ndim == len(expected) + 1
+            and x.shape[1] == expected[0]
+            and x.shape[2:] != expected[1:]
+        ):
+            spec = getattr(self, "spec", None)  # the recipe of a cnnlab.models model
+            name = spec.get("name", "this model") if isinstance(spec, dict) else "this model"
+            what = ""
+            if len(expected) == 3:  # (C, H, W)
+                c, h, w = expected
+                what = f" ({h}×{w} images, {c} channel{'s' if c != 1 else ''})"
+            raise ValueError(
+                f"{name} expects input of shape (N, {', '.join(map(str, expected))}){what}, "
+                f"got {x.shape}"
+            )
+        for i, layer in enumerate(self._modules.values()):
+            if i == 0:
+                x = layer(x)
+                continue
+            try:
+                x = layer(x)
+            except ValueError as exc:
+                raise ValueError(
+                    f"layer {i} ({type(layer).__name__}) of the Sequential cannot take the "
+                    f"output of layer {i - 1}, of shape {getattr(x, 'shape', '?')}: {exc}"
+                ) from exc
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

@@ -139,13 +139,14 @@ class _BatchNorm(Module):
         return dx
 
     def config(self) -> dict[str, Any]:
-        """The constructor's arguments, JSON-able (dtype aside)."""
+        """The constructor arguments that rebuild this layer (JSON-able; no weights)."""
         return {
             "num_features": self.num_features,
             "eps": self.eps,
             "momentum": self.momentum,
             "affine": self.affine,
             "track_running_stats": self.track_running_stats,
+            "dtype": self.dtype.name,
         }
 
     def extra_repr(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cnnlab.functional.pool import (
@@ -33,6 +35,10 @@ class _Pool2d(Module):
         self.kernel_size, self.stride, self.padding, _ = pool_params(
             (1, 1, 10**6, 10**6), kernel_size, stride, padding
         )
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able)."""
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -104,6 +110,10 @@ class AvgPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding)
         self.count_include_pad = bool(count_include_pad)
         self._cache: AvgPoolCache | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-able)."""
+        return {**super().config(), "count_include_pad": self.count_include_pad}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y, self._cache = avg_pool2d_forward(

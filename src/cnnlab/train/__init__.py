@@ -11,12 +11,45 @@ Faults: a NaN or Inf in the loss, a gradient, a parameter or the optimizer's sta
 stops the run with a :class:`~cnnlab.errors.TrainingError` naming the step and where,
 leaving the last good checkpoint untouched. SIGINT/SIGTERM finish the current step,
 write a checkpoint and raise :class:`~cnnlab.errors.TrainingInterrupted`.
+
+The names below are imported on first use (PEP 562), as in :mod:`cnnlab`, so that
+:mod:`cnnlab.train.recipes` stays light for ``cnnlab train --help``.
 """
 
-from cnnlab.evaluate import EvalResult, evaluate
-from cnnlab.train.config import TrainConfig, TrainResult
-from cnnlab.train.loop import Callback, CancelFit, Trainer
-from cnnlab.train.run import fit
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cnnlab.evaluate import EvalResult, evaluate
+    from cnnlab.train.config import TrainConfig, TrainResult
+    from cnnlab.train.loop import Callback, CancelFit, Trainer
+    from cnnlab.train.run import fit
+
+_WHERE = {
+    "EvalResult": "cnnlab.evaluate",
+    "evaluate": "cnnlab.evaluate",
+    "TrainConfig": "cnnlab.train.config",
+    "TrainResult": "cnnlab.train.config",
+    "Callback": "cnnlab.train.loop",
+    "CancelFit": "cnnlab.train.loop",
+    "Trainer": "cnnlab.train.loop",
+    "fit": "cnnlab.train.run",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnlab.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "Callback",
