@@ -119,6 +119,46 @@ def test_an_interruption_reaches_on_interrupt_then_propagates():
     assert str(error) == "stop; checkpoint written to run/checkpoint.safetensors"
 
 
+class CancelAt(Callback):
+    """Cancel after epoch ``epoch`` or, with ``step``, after that step of it (1-based)."""
+
+    def __init__(self, epoch, step=None):
+        self.epoch, self.step = epoch, step
+
+    def after_step(self, t):
+        if self.step is not None and (t.epoch + 1, t.step) == (self.epoch, self.step):
+            raise CancelFit
+
+    def after_epoch(self, t):
+        if self.step is None and t.epoch == self.epoch:
+            raise CancelFit
+
+
+def _same(weights, model):
+    assert weights.keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert np.array_equal(weights[name], value), name
+
+
+def test_a_cancelled_run_keeps_its_files_in_step_and_can_be_resumed(tmp_path):
+    # a callback that runs before the writers cancels after epoch 1: its files still come
+    result = fit(_cfg(tmp_path / "a", epochs=3), callbacks=[CancelAt(1)])
+    assert len(result.history) == 1
+    assert len((tmp_path / "a" / "metrics.csv").read_text().splitlines()) == 2
+    _same(load_file(str(tmp_path / "a" / "model.safetensors")), result.model)
+
+    # cancelled in epoch 2: the files hold the model the run ended with, and resuming
+    # from its checkpoint ends as an uninterrupted run
+    result = fit(_cfg(tmp_path / "b"), callbacks=[CancelAt(2, step=5)])
+    _same(load_file(str(tmp_path / "b" / "model.safetensors")), result.model)
+    fit(_cfg(tmp_path / "b", resume=True))
+    fit(_cfg(tmp_path / "c"))
+    _same(
+        load_file(str(tmp_path / "b" / "model.safetensors")),
+        fit(_cfg(tmp_path / "c", resume=True)).model,
+    )
+
+
 def _cfg(out, **kw):
     base = {"epochs": 2, "batch_size": 32, "seed": 3, "out": str(out), "progress": False}
     base.update(kw, verbose=False)

@@ -376,7 +376,8 @@ class CurvesPlot(Callback):
 
 
 class ModelFile(Callback):
-    """Save the model (with ``metadata``) after every epoch: the last one is kept."""
+    """Save the model (with ``metadata``) after every epoch and at the end of the run
+    (also one cancelled mid-epoch): the last one is kept."""
 
     order = 10
 
@@ -386,10 +387,15 @@ class ModelFile(Callback):
     def after_epoch(self, t: Trainer) -> None:
         io.save(t.model, self.path, metadata={**self.metadata, "epoch": t.epoch})
 
+    def after_fit(self, t: Trainer) -> None:
+        if t.step:  # cancelled mid-epoch: the file holds the model the run ends with
+            self.after_epoch(t)
+
 
 class KeepBest(Callback):
     """Save the model only when its validation accuracy is the best so far (ties: the
-    lower validation loss); after training, load those weights back into the model.
+    lower validation loss). The trainer's model stays the last one (the checkpoint
+    continues from it); :func:`~cnnlab.train.fit` loads the kept file back at the end.
 
     Needs :class:`Validate` (the rows' ``val_acc``/``val_loss``). Its record (best
     epoch and scores) is resumable state.
@@ -408,10 +414,6 @@ class KeepBest(Callback):
             self.best = {"epoch": t.epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
             io.save(t.model, self.path, metadata={**self.metadata, "epoch": t.epoch})
 
-    def after_fit(self, t: Trainer) -> None:
-        if self.best and self.path.exists():
-            t.model.load_state_dict(io.load(self.path).state_dict())
-
     def state_dict(self) -> dict[str, Any]:
         return dict(self.best)
 
@@ -420,8 +422,9 @@ class KeepBest(Callback):
 
 
 class Checkpointer(Callback):
-    """``checkpoint.safetensors`` after every epoch and at an interruption: weights,
-    optimizer state, position, random state, history and every callback's state."""
+    """``checkpoint.safetensors`` after every epoch, at the end and at an interruption:
+    weights, optimizer state, position, random state, history and every callback's
+    state."""
 
     order = 30
 
@@ -443,6 +446,10 @@ class Checkpointer(Callback):
 
     def after_epoch(self, t: Trainer) -> None:
         self.save(t)
+
+    def after_fit(self, t: Trainer) -> None:
+        if t.step:  # cancelled mid-epoch: resumable from where it stopped
+            self.save(t)
 
     def on_interrupt(self, t: Trainer) -> None:
         assert t.interrupted is not None

@@ -19,9 +19,10 @@ Events, in the order they fire (each callback method receives the trainer)::
     on_interrupt         (a callback raised TrainingInterrupted; it then propagates)
     teardown             (always, last: release what before_fit took)
 
-Control flow is an exception a callback raises: :class:`CancelFit` ends training early
-(``after_fit`` still runs), :class:`~cnnlab.errors.TrainingInterrupted` stops now, to be
-resumed, and any other error (e.g. :class:`~cnnlab.errors.TrainingError`) propagates.
+Control flow is an exception a callback raises: :class:`CancelFit` ends training once
+the current event is over (its other callbacks still run, then ``after_fit``),
+:class:`~cnnlab.errors.TrainingInterrupted` stops now, to be resumed, and any other
+error (e.g. :class:`~cnnlab.errors.TrainingError`) propagates.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ EVENTS = (
 
 
 class CancelFit(Exception):
-    """Raised by a callback to end training early; ``after_fit`` still runs."""
+    """Raised by a callback to end training early: the other callbacks of the same
+    event still run (so an epoch's files are written), then ``after_fit``."""
 
 
 class Callback:
@@ -199,8 +201,14 @@ class Trainer:
             self.opt.step()
 
     def _event(self, name: str) -> None:
+        cancel = None
         for handler in self._handlers[name]:
-            handler(self)
+            try:
+                handler(self)
+            except CancelFit as exc:  # the event's other callbacks still run
+                cancel = exc
+        if cancel is not None:
+            raise cancel
 
     # -- resumable state -----------------------------------------------------------
     def callback_states(self) -> dict[str, dict[str, Any]]:

@@ -135,6 +135,10 @@ def fit(
     with _runner(model, cfg.workers) as trainer.runner:
         trainer.fit(cfg.epochs)
     seconds = time.perf_counter() - started
+    if cfg.keep == "best" and (out / "model.safetensors").exists():
+        from cnnlab import io
+
+        model.load_state_dict(io.load(out / "model.safetensors").state_dict())
 
     final = evaluate(model, test_set)
     _write_results(out, cfg, trainer, final, metadata.get("data_dir"))
