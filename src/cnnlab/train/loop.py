@@ -163,8 +163,8 @@ class Trainer:
         """Train until ``epochs`` epochs are complete (from :attr:`epoch`, :attr:`step`)."""
         self.epochs = epochs
         try:
-            self._event("before_fit")
             try:
+                self._event("before_fit")
                 while self.epoch < epochs:
                     self._one_epoch()
             except CancelFit:
