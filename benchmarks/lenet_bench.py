@@ -35,8 +35,9 @@ def bench(
     (the batch split over that many processes, BLAS at one thread each), as
     ``cnnlab train --workers`` does; PyTorch always uses its own 2 threads.
     """
-    from cnnlab import models, nn, optim
     from cnnlab.parallel import DataParallel
+
+    from cnnlab import models, nn, optim
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(dtype)

@@ -132,7 +132,7 @@ def test_recipe_flags(env):
     assert proc.returncode == 0 and not (env / "b" / "augment.png").exists(), proc.stderr
     for args, fragment in (
         (("--schedule", "onecycle", "--warmup", "1"), "warms up by itself"),
-        (("--model", "lenet5_bn", "--workers", "2"), "--workers 1"),
+        (("--workers", "2"), "mpiexec -n N cnnlab train"),
         (("--label-smoothing", "1"), "--label-smoothing must be in [0, 1)"),
         (("--schedule", "linear"), "invalid choice: 'linear'"),
         (("--warmup", "2"), "leaves nothing of a 2-epoch run"),

@@ -67,17 +67,6 @@ def test_resume_after_an_epoch_equals_a_straight_run(tmp_path):
     _same_weights(tmp_path / "straight", tmp_path / "split")
 
 
-def test_two_workers_train_the_same_model_up_to_rounding(tmp_path):
-    one = fit(_cfg(tmp_path / "one", epochs=1, dtype="float64"))
-    two = fit(_cfg(tmp_path / "two", epochs=1, dtype="float64", workers=2))
-    a = load_file(str(tmp_path / "one" / "model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "model.safetensors"))
-    assert all(np.abs(a[k] - b[k]).max() < 1e-9 for k in a)
-    assert one.final.accuracy == two.final.accuracy
-    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        fit(_cfg(tmp_path / "bad", workers=0))
-
-
 def test_interruption_mid_epoch_then_resume_equals_a_straight_run(tmp_path):
     def interrupt(epoch, step, model):
         if epoch == 1 and step == 17:

@@ -363,5 +363,3 @@ def test_a_scheduled_run_resumes_only_to_its_own_length(tmp_path):
         fit(_cfg(tmp_path / "run", epochs=2, schedule="none", resume=True))
     with pytest.raises(ValueError, match="onecycle schedule warms up by itself"):
         fit(_cfg(tmp_path / "x", schedule="onecycle", warmup=1))
-    with pytest.raises(ValueError, match=r"BatchNorm .* --workers 1"):
-        fit(_cfg(tmp_path / "x", dataset="mnist", model="lenet5_bn", workers=2))

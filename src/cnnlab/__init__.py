@@ -14,7 +14,7 @@ from cnnlab._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost startup time
 if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on demand
-    from cnnlab import data, explain, functional, init, models, nn, onnx, optim, parallel
+    from cnnlab import data, distributed, explain, functional, init, models, nn, onnx, optim
     from cnnlab.gradcheck import gradcheck
     from cnnlab.io import load, save
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
 # shown the function, which is what that call needs.
 _SUBMODULES = frozenset(
     {"data", "explain", "functional", "gradcheck", "init", "models", "nn", "onnx", "optim"}
-    | {"parallel"}
+    | {"distributed"}
     | {"errors", "io"}  # bound by the eager imports of old, so still at hand
 )
 _FROM_IO = frozenset({"load", "save"})
@@ -50,6 +50,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "data",
+    "distributed",
     "explain",
     "functional",
     "gradcheck",
@@ -59,6 +60,5 @@ __all__ = [
     "nn",
     "onnx",
     "optim",
-    "parallel",
     "save",
 ]

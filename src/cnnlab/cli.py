@@ -46,6 +46,18 @@ def _int_at_least(minimum: int, what: str) -> Any:
     return parse
 
 
+def _no_workers(text: str) -> int:
+    """``--workers``: the worker pool is gone; N > 1 says what replaced it."""
+    import argparse
+
+    if text.strip() == "1":
+        return 1
+    raise argparse.ArgumentTypeError(
+        f"--workers {text}: the worker pool was replaced by MPI; train on N processes "
+        "with: mpiexec -n N cnnlab train ... (pip install 'cnnlab[mpi]')"
+    )
+
+
 def _positive_float(what: str, allow_zero: bool = False) -> Any:
     import argparse
     import math
@@ -145,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=_int_at_least(1, "--workers"),
+        type=_no_workers,
         default=1,
-        help="processes, each running the model on a slice of every batch (default 1; "
-        "2 uses two cores: about 1.45x the images/s of 1 at batch 64)",
+        help="gone: train on N processes with mpiexec -n N cnnlab train ... "
+        "(pip install 'cnnlab[mpi]'); only 1 is accepted",
     )
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: the recipe's")
     p.add_argument(
@@ -354,8 +366,17 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _error(message: str, code: int) -> int:
-    print(f"cnnlab: error: {message}", file=sys.stderr)
+    _say(f"cnnlab: error: {message}")
     return code
+
+
+def _say(message: str) -> None:
+    """Print a closing message on stderr; under MPI on rank 0 only (every rank meets
+    the same error, and one message is enough)."""
+    from cnnlab.distributed import env_rank
+
+    if env_rank() == 0:
+        print(message, file=sys.stderr)
 
 
 class _CtrlC:
@@ -447,11 +468,11 @@ def _run(argv: Sequence[str] | None, ctrl_c: _CtrlC) -> int:
     try:
         return _call(args)
     except TrainingInterrupted as exc:
-        print(f"cnnlab: {exc}", file=sys.stderr)
+        _say(f"cnnlab: {exc}")
         resume = " ".join(["cnnlab", *(sys.argv[1:] if argv is None else argv)])
         if "--resume" not in resume:
             resume += " --resume"
-        print(f"cnnlab: resume with: {resume}", file=sys.stderr)
+        _say(f"cnnlab: resume with: {resume}")
         return 128 + int(exc.signal_number)
     except (
         DataError,
@@ -493,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctrl_c.armed = False
         ctrl_c.restore()
     # only an interruption gets here: every other way out of the try returns or raises
-    print("cnnlab: interrupted", file=sys.stderr)
+    _say("cnnlab: interrupted")
     # CPython remembers a KeyboardInterrupt that escaped an eval() of a string (as one
     # inside collections.namedtuple may) and then ends ``python -m cnnlab`` by SIGINT
     # instead of with this exit code; the next eval() of a string forgets it.

@@ -26,7 +26,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        workers=args.workers,
         optimizer=args.optimizer,
         lr=args.lr,
         weight_decay=args.weight_decay,
@@ -46,7 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     result = fit(config)
     final = result.final
-    assert final is not None
+    if final is None:  # an MPI rank other than 0: rank 0 reports
+        return 0
     cfg = result.config
     total = len(result.history)
     if result.epochs_trained == 0:

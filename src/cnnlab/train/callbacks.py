@@ -4,9 +4,9 @@ Data (first):         :class:`Augment` (-40), :class:`AugmentPreview`
 Bookkeeping (early):  :class:`NaNGuard` (-30), :class:`Recorder` (-20),
                       :class:`Validate` (-10)
 Yours (0):            e.g. :class:`OnStep`
-Output (after):       :class:`ProgressBar`, :class:`KeepBest`, :class:`ModelFile`,
-                      :class:`MetricsCSV`, :class:`CurvesPlot`, :class:`EpochSummary`,
-                      :class:`Checkpointer` (30)
+Output (after):       :class:`AnnounceRanks`, :class:`ProgressBar`, :class:`KeepBest`,
+                      :class:`ModelFile`, :class:`MetricsCSV`, :class:`CurvesPlot`,
+                      :class:`EpochSummary`, :class:`Checkpointer` (30)
 Schedule:             :class:`ScheduleStep` (50)
 Control (last):       :class:`InterruptOnSignal` (100)
 
@@ -36,6 +36,7 @@ from cnnlab.nn.module import Module
 from cnnlab.train.loop import Callback, Trainer
 
 __all__ = [
+    "AnnounceRanks",
     "Augment",
     "AugmentPreview",
     "Checkpointer",
@@ -150,7 +151,8 @@ class NaNGuard(Callback):
     Checks the loss (naming the first layer whose output is not finite), every
     gradient, and after each optimizer step the parameters and the optimizer's state
     (an Adam moment can overflow while the loss still looks fine). The message names
-    epoch, step and where, and says whether the last good checkpoint is kept.
+    epoch, step and where, and says whether the last good checkpoint is kept. Under
+    MPI every check is a vote, so all ranks stop at the same step.
     """
 
     order = -30
@@ -165,19 +167,37 @@ class NaNGuard(Callback):
         )
 
     def after_loss(self, t: Trainer) -> None:
-        if not math.isfinite(t.loss):
+        if t.agree(not math.isfinite(t.loss)):
             layer = first_nonfinite(t.model, t.x)
             self._stop(t, t.step + 1, f"the loss is {t.loss} — first non-finite output in {layer}")
 
     def after_backward(self, t: Trainer) -> None:
-        for name, p in t.model.named_parameters():
-            if not np.isfinite(p.grad).all():
-                self._stop(t, t.step + 1, f"NaN/Inf in the gradient of {name}")
+        bad = next((n for n, p in t.model.named_parameters() if not np.isfinite(p.grad).all()), "")
+        if t.agree(bool(bad)):
+            self._stop(t, t.step + 1, f"NaN/Inf in the gradient of {bad or 'a parameter'}")
 
     def after_step(self, t: Trainer) -> None:
         bad = first_nonfinite_state(t.model, t.opt)
-        if bad is not None:
-            self._stop(t, t.step, f"NaN/Inf in {bad} after the optimizer step")
+        if t.agree(bad is not None):
+            self._stop(t, t.step, f"NaN/Inf in {bad or 'the state'} after the optimizer step")
+
+
+class AnnounceRanks(Callback):
+    """One line on stderr when a data-parallel run starts: how many MPI ranks, and
+    what happens if one of them dies."""
+
+    def __init__(self, ranks: int, stream: Any = None) -> None:
+        self.ranks, self.stream = ranks, stream
+
+    def before_fit(self, t: Trainer) -> None:
+        size = t.loader.batch_size
+        print(
+            f"cnnlab: data-parallel on {self.ranks} MPI ranks, {size} images per step "
+            f"(about {size // self.ranks} per rank); if a rank dies, mpiexec ends the "
+            "job and the last checkpoint (written after every epoch) resumes it",
+            file=self.stream or sys.stderr,
+            flush=True,
+        )
 
 
 class Recorder(Callback):
@@ -459,6 +479,8 @@ class Checkpointer(Callback):
 class InterruptOnSignal(Callback):
     """SIGINT/SIGTERM finish the current step, then stop the run resumably.
 
+    Under MPI a signal received by any rank stops every rank after the same step (a
+    vote, :meth:`~cnnlab.train.loop.Trainer.agree`); rank 0 writes the checkpoint.
     The handlers are installed for the run (main thread only) and restored after it;
     a signal raises :class:`~cnnlab.errors.TrainingInterrupted` after the step, last
     of all ``after_step`` callbacks, so the checkpoint written on the interruption
@@ -471,9 +493,10 @@ class InterruptOnSignal(Callback):
         self.signals = SignalCatcher().__enter__()
 
     def after_step(self, t: Trainer) -> None:
-        if self.signals.received is not None:
+        received = t.agree(self.signals.received or 0)  # a signal to any rank stops all
+        if received:
             raise TrainingInterrupted(
-                f"interrupted at epoch {t.epoch + 1}, step {t.step}", "", self.signals.received
+                f"interrupted at epoch {t.epoch + 1}, step {t.step}", "", received
             )
 
     def teardown(self, t: Trainer) -> None:

@@ -81,7 +81,6 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
-    workers: int = 1
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
@@ -149,7 +148,7 @@ class TrainConfig:
         if c.warmup is None:  # the recipe's share of the run, for the recipe's schedule
             share = recipe.warmup / recipe.epochs if c.schedule == recipe.schedule else 0.0
             c.warmup = share * c.epochs if isinstance(c.epochs, int) else 0.0
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
             value = getattr(c, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -180,11 +179,6 @@ class TrainConfig:
                 "the onecycle schedule warms up by itself (its first 30 % of the steps); "
                 "drop --warmup, or choose another --schedule"
             )
-        if c.workers > 1 and _has_batchnorm(c.model):
-            raise ValueError(
-                f"model {c.model!r} has BatchNorm layers, whose batch statistics cannot be "
-                "split over workers; train it with --workers 1"
-            )
         if c.keep not in KEEP_CHOICES:
             raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {c.keep!r}")
         if c.keep == "best" and c.val_fraction == 0:
@@ -199,13 +193,6 @@ class TrainConfig:
     def resume_view(self) -> dict[str, Any]:
         """The settings a resumed run must share with its checkpoint."""
         return {k: getattr(self, k) for k in RESUME_KEYS}
-
-
-def _has_batchnorm(model: str) -> bool:
-    from cnnlab.nn import BatchNorm1d, BatchNorm2d
-
-    built = models.build(model)
-    return any(isinstance(m, (BatchNorm1d, BatchNorm2d)) for _, m in built.named_modules())
 
 
 @dataclass

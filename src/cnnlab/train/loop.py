@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.distributed import LOCAL, World
 from cnnlab.errors import TrainingInterrupted
 from cnnlab.nn.module import Module
 
@@ -106,7 +107,10 @@ class Trainer:
     callbacks : iterable of Callback
     runner
         What runs the forward and backward passes: the model itself (default) or a
-        :class:`~cnnlab.parallel.DataParallel` around it.
+        :class:`~cnnlab.distributed.ShardedModel` around it.
+    world : World, optional
+        The processes training together (:mod:`cnnlab.distributed`); default one.
+        Callbacks that stop the run agree through :meth:`agree`.
 
     Attributes a callback may read (and, where it says so, change)
     ------------------------------------------------------------
@@ -135,9 +139,11 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         *,
         runner: Any = None,
+        world: World = LOCAL,
     ) -> None:
         self.model, self.loss_fn, self.opt, self.loader = model, loss_fn, optimizer, loader
         self.runner = model if runner is None else runner
+        self.world = world
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.dtype = model.dtype
         self.epoch, self.step, self.epochs = 0, 0, 0
@@ -158,6 +164,14 @@ class Trainer:
     def iteration(self) -> int:
         """Optimizer steps taken in the whole run (all epochs)."""
         return self.epoch * len(self.loader) + self.step
+
+    def agree(self, value: int) -> int:
+        """The largest ``value`` over the run's processes (one process: ``value``).
+
+        A callback that may stop the run on one process's view (a signal, a NaN)
+        calls it at the same event on every process, so that all stop together.
+        """
+        return self.world.agree(value)
 
     def fit(self, epochs: int) -> None:
         """Train until ``epochs`` epochs are complete (from :attr:`epoch`, :attr:`step`)."""

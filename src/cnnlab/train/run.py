@@ -29,11 +29,14 @@ from typing import Any
 
 from cnnlab import init, models, optim
 from cnnlab.checkpoint import Checkpoint, load_checkpoint
+from cnnlab.distributed import LOCAL, ShardedModel, World
+from cnnlab.distributed import world as mpi_world
+from cnnlab.errors import TrainingError, TrainingInterrupted
 from cnnlab.evaluate import evaluate
 from cnnlab.nn.losses import CrossEntropyLoss
 from cnnlab.nn.module import Module
-from cnnlab.parallel import DataParallel
 from cnnlab.train.callbacks import (
+    AnnounceRanks,
     Augment,
     AugmentPreview,
     Checkpointer,
@@ -82,6 +85,11 @@ def fit(
     ``on_step(epoch, step, model)`` is a shortcut for a callback called after every
     optimizer step (1-based epoch, steps done in it).
 
+    Started by ``mpiexec -n N`` (N > 1), the run is data-parallel over the N ranks
+    (:mod:`cnnlab.distributed`): every rank calls ``fit`` with the same ``config``;
+    rank 0 writes the run directory and returns the test result, the others return
+    ``final=None``.
+
     Raises
     ------
     ValueError
@@ -93,57 +101,33 @@ def fit(
         SIGINT/SIGTERM: a checkpoint of the current step was written; resume with
         ``resume=True``.
     """
+    world = mpi_world()
     cfg = config.resolved()
     assert cfg.out is not None and cfg.epochs is not None and cfg.model is not None
-    assert cfg.dataset is not None and cfg.lr is not None and cfg.optimizer is not None
-    assert cfg.label_smoothing is not None
-    out = Path(cfg.out)
-    saved = _saved_run(cfg, out)
-    prepare_out_dir(out)
-    train_set, val_set, test_set, data_dir = _load_data(cfg)
-
-    init.manual_seed(cfg.seed)
-    model = models.build(cfg.model, dtype=cfg.dtype, num_classes=len(test_set.classes))
-    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer == "sgd":
-        opt_kwargs["momentum"] = cfg.momentum
-    opt = optim.build(cfg.optimizer, model.parameters(), **opt_kwargs)
-    from cnnlab.data import DataLoader
-
-    assert cfg.batch_size is not None
-    # BatchNorm cannot normalise a batch of one sample: skip such a last batch
-    lone = len(train_set) % cfg.batch_size == 1 and _has_batch_statistics(model)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=lone
-    )
-    metadata = {"dataset": cfg.dataset}
-    if data_dir is not None:
-        metadata["data_dir"] = str(data_dir)
-    extra = recipe_callbacks(cfg, opt, loader, train_set)
-    extra += [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
-    trainer = Trainer(
-        model,
-        CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-        opt,
-        loader,
-        [*standard_callbacks(cfg, val_set, metadata), *extra],
-    )
-    if saved is not None:
-        _restore(trainer, saved)
+    error: Exception | None = None
+    try:
+        run = _assemble(cfg, world, callbacks, on_step)
+    except Exception as exc:  # under MPI: first agreed on (below), then raised
+        error = exc
+    _agree_on_start(world, error)
+    assert error is None
+    trainer, test_set, metadata, data_dir = run
     first_epoch = trainer.epoch
     started = time.perf_counter()
-    with _runner(model, cfg.workers) as trainer.runner:
+    with _runner(trainer.model, world) as trainer.runner, _one_rank_errors_end_all(world):
         trainer.fit(cfg.epochs)
     seconds = time.perf_counter() - started
-    if cfg.keep == "best" and (out / "model.safetensors").exists():
-        from cnnlab import io
+    out = Path(cfg.out)
+    final = None
+    if world.rank == 0:  # the others have nothing to write: they are done
+        if cfg.keep == "best" and (out / "model.safetensors").exists():
+            from cnnlab import io
 
-        model.load_state_dict(io.load(out / "model.safetensors").state_dict())
-
-    final = evaluate(model, test_set)
-    _write_results(out, cfg, trainer, final, metadata.get("data_dir"))
+            trainer.model.load_state_dict(io.load(out / "model.safetensors").state_dict())
+        final = evaluate(trainer.model, test_set)
+        _write_results(out, cfg, trainer, final, metadata.get("data_dir"))
     return TrainResult(
-        model=model,
+        model=trainer.model,
         config=cfg,
         history=trainer.history,
         final=final,
@@ -155,16 +139,139 @@ def fit(
     )
 
 
+def _assemble(
+    cfg: TrainConfig,
+    world: World,
+    callbacks: Iterable[Callback],
+    on_step: Callable[[int, int, Module], None] | None,
+) -> tuple[Trainer, Any, dict[str, Any], Path | None]:
+    """The trainer of a run (restored from its checkpoint when resuming), the test
+    split, the model file's metadata and the data folder."""
+    assert cfg.out is not None and cfg.epochs is not None and cfg.model is not None
+    assert cfg.dataset is not None and cfg.lr is not None and cfg.optimizer is not None
+    assert cfg.label_smoothing is not None and cfg.batch_size is not None
+    out = Path(cfg.out)
+    saved = _saved_run(cfg, out)
+    if world.rank == 0:
+        prepare_out_dir(out)
+    train_set, val_set, test_set, data_dir = _load_data(cfg)
+
+    init.manual_seed(cfg.seed)
+    model = models.build(cfg.model, dtype=cfg.dtype, num_classes=len(test_set.classes))
+    opt_kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        opt_kwargs["momentum"] = cfg.momentum
+    opt = optim.build(cfg.optimizer, model.parameters(), **opt_kwargs)
+    from cnnlab.data import DataLoader
+
+    # BatchNorm cannot normalise a shard of one sample: skip a last batch that has one
+    batch_statistics = _has_batch_statistics(model)
+    if batch_statistics and cfg.batch_size // world.size < 2:
+        raise ValueError(
+            f"model {cfg.model!r} normalises each rank's shard of the batch with the "
+            f"shard's own statistics, and --batch-size {cfg.batch_size} over {world.size} "
+            f"ranks gives shards of fewer than 2 samples; give --batch-size "
+            f"{2 * world.size} or more"
+        )
+    last = len(train_set) % cfg.batch_size
+    lone = batch_statistics and 0 < last and last // world.size < 2
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=lone
+    )
+    metadata = {"dataset": cfg.dataset}
+    if data_dir is not None:
+        metadata["data_dir"] = str(data_dir)
+    extra = recipe_callbacks(cfg, opt, loader, train_set, world.rank)
+    extra += [*callbacks, *([OnStep(on_step)] if on_step is not None else [])]
+    trainer = Trainer(
+        model,
+        CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        opt,
+        loader,
+        [*standard_callbacks(cfg, val_set, metadata, world), *extra],
+        world=world,
+    )
+    if saved is not None:
+        _restore(trainer, saved)
+    return trainer, test_set, metadata, data_dir
+
+
+def _agree_on_start(world: World, error: Exception | None) -> None:
+    """Under MPI, every rank learns whether every rank is ready to train, then the
+    failed ranks raise their error; the others raise one naming them (printed on
+    rank 0 only, as the command line prints: the error of rank 0 is every rank's when
+    the settings are at fault).
+
+    A rank's own error (e.g. its host lacks the data) is written to stderr here, with
+    its rank, when rank 0 had none to print.
+    """
+    if world.size == 1:
+        if error is not None:
+            raise error
+        return
+    # 2: rank 0 failed (the others, with the same settings, almost surely alike);
+    # 1: only some other rank failed
+    vote = world.agree(0 if error is None else (2 if world.rank == 0 else 1))
+    if error is not None:
+        if vote == 1:
+            import sys
+
+            print(f"cnnlab: error on MPI rank {world.rank}: {error}", file=sys.stderr)
+        raise error
+    if vote:
+        raise ValueError(
+            "another MPI rank could not start training (its error is printed above); "
+            "every rank needs the same files at the same paths"
+        )
+
+
+@contextmanager
+def _one_rank_errors_end_all(world: World) -> Iterator[None]:
+    """Under MPI, an error met by one rank alone (a full disk on rank 0, a bug) ends
+    every rank at once (``MPI_Abort``): the others would wait for it forever. The
+    stops all ranks agree on (the NaN guard, a signal) end each rank normally.
+    """
+    try:
+        yield
+    except (TrainingError, TrainingInterrupted):
+        raise
+    except Exception as exc:
+        if world.size == 1:
+            raise
+        import sys
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"cnnlab: error on MPI rank {world.rank}: {exc}; ending every rank "
+            "(the last checkpoint is kept: continue with --resume)",
+            file=sys.stderr,
+            flush=True,
+        )
+        world.abort(1)
+        raise
+
+
 #: settings of how a run is driven, not of what it learns
-_RUN_FLAGS = ("out", "resume", "overwrite", "progress", "verbose", "workers")
+_RUN_FLAGS = ("out", "resume", "overwrite", "progress", "verbose")
 
 
-def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any]) -> list[Callback]:
-    """The callbacks a run of ``cfg`` has, writing into ``cfg.out``."""
+def standard_callbacks(
+    cfg: TrainConfig, val_set: Any, metadata: dict[str, Any], world: World = LOCAL
+) -> list[Callback]:
+    """The callbacks a run of ``cfg`` has, writing into ``cfg.out``.
+
+    Under MPI, ranks other than 0 keep only those that steer the training (the NaN
+    guard, the signal check): rank 0 alone records, validates, prints and writes.
+    """
     assert cfg.out is not None
     out = Path(cfg.out)
     ckpt_path, model_path = out / "checkpoint.safetensors", out / "model.safetensors"
+    if world.rank != 0:
+        return [NaNGuard(ckpt_path), InterruptOnSignal()]
     cbs: list[Callback] = [NaNGuard(ckpt_path), Recorder()]
+    if world.size > 1 and cfg.verbose:
+        cbs.append(AnnounceRanks(world.size))
     if val_set is not None:
         cbs.append(Validate(val_set))
     if cfg.progress:
@@ -182,8 +289,11 @@ def standard_callbacks(cfg: TrainConfig, val_set: Any, metadata: dict[str, Any])
     return cbs
 
 
-def recipe_callbacks(cfg: TrainConfig, opt: Any, loader: Any, train_set: Any) -> list[Callback]:
-    """The callbacks of the recipe's options: the schedule and the augmentation."""
+def recipe_callbacks(
+    cfg: TrainConfig, opt: Any, loader: Any, train_set: Any, rank: int = 0
+) -> list[Callback]:
+    """The callbacks of the recipe's options: the schedule and the augmentation (its
+    preview on rank 0 only)."""
     cbs: list[Callback] = []
     assert cfg.schedule is not None and cfg.warmup is not None and cfg.epochs is not None
     if cfg.schedule != "none" or cfg.warmup:
@@ -201,8 +311,10 @@ def recipe_callbacks(cfg: TrainConfig, opt: Any, loader: Any, train_set: Any) ->
         assert cfg.dataset is not None and cfg.out is not None
         transform = augmentation(cfg.dataset)
         sample = _preview_sample(train_set)
+        cbs.append(Augment(transform, cfg.seed))
+        if rank != 0:
+            return cbs
         cbs += [
-            Augment(transform, cfg.seed),
             AugmentPreview(
                 Path(cfg.out) / "augment.png",
                 transform,
@@ -323,8 +435,9 @@ def _kept_epoch(trainer: Trainer) -> int:
 
 
 @contextmanager
-def _runner(model: Module, workers: int) -> Iterator[DataParallel]:
-    """The model split over ``workers`` processes (itself for 1), for the run's length.
+def _runner(model: Module, world: World) -> Iterator[Any]:
+    """What runs the passes: the model itself, or its shard under MPI
+    (:class:`~cnnlab.distributed.ShardedModel`), for the run's length.
 
     The first layer skips its input gradient meanwhile: the image's error is never
     needed.
@@ -333,10 +446,8 @@ def _runner(model: Module, workers: int) -> Iterator[DataParallel]:
     skip_dx = first is not None and hasattr(first, "needs_input_grad")
     if skip_dx:
         first.needs_input_grad = False
-    runner = DataParallel(model, workers)
     try:
-        yield runner
+        yield model if world.size == 1 else ShardedModel(model, world)
     finally:
-        runner.close()
         if skip_dx:
             first.needs_input_grad = True
