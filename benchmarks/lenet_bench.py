@@ -26,17 +26,9 @@ def torch_lenet5() -> torch.nn.Sequential:
     )
 
 
-def bench(
-    batch: int, dtype: str, train: bool, repeats: int, workers: int = 1
-) -> tuple[float, float]:
-    """Images per second of (cnnlab, torch) for one training step or one inference.
-
-    ``workers`` > 1 runs cnnlab's model through :class:`cnnlab.parallel.DataParallel`
-    (the batch split over that many processes, BLAS at one thread each), as
-    ``cnnlab train --workers`` does; PyTorch always uses its own 2 threads.
-    """
-    from cnnlab.parallel import DataParallel
-
+def bench(batch: int, dtype: str, train: bool, repeats: int) -> tuple[float, float]:
+    """Images per second of (cnnlab, torch) for one training step or one inference,
+    each in one process (several processes: ``mpi_bench.py``)."""
     from cnnlab import models, nn, optim
 
     rng = np.random.default_rng(0)
@@ -44,7 +36,7 @@ def bench(
     y = rng.integers(0, 10, batch)
     model = models.lenet5(dtype=dtype)
     model[0].needs_input_grad = False  # as the training loop does
-    runner = DataParallel(model, workers)
+    runner = model
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=1e-3)
     twin = torch_lenet5().to(getattr(torch, dtype))
@@ -79,27 +71,19 @@ def bench(
 
 def run(quick: bool = False) -> list[str]:
     cases = (
-        [(64, True, 1), (64, True, 2), (256, False, 2)]
+        [(64, True, 1), (256, False, 1)]
         if quick
-        else [
-            (1, True, 1),
-            (64, True, 1),
-            (64, True, 2),
-            (256, True, 1),
-            (256, True, 2),
-            (256, False, 1),
-            (256, False, 2),
-        ]
+        else [(1, True, 1), (64, True, 1), (256, True, 1), (256, False, 1)]
     )
     targets = {(64, True): 1.0, (256, True): 0.8}
     rows = [
-        "| LeNet-5 | batch | cnnlab workers | dtype | cnnlab img/s | torch img/s "
+        "| LeNet-5 | batch | cnnlab processes | dtype | cnnlab img/s | torch img/s "
         "| ratio (≥ target) |",
         "|---|---|---|---|---|---|---|",
     ]
     for dtype in ("float32",) if quick else ("float32", "float64"):
         for batch, train, workers in cases:
-            ours, theirs = bench(batch, dtype, train, 3 if quick else 7, workers)
+            ours, theirs = bench(batch, dtype, train, 3 if quick else 7)
             ratio = ours / theirs
             target = targets.get((batch, train)) if dtype == "float32" else None
             mark = "" if target is None else (" ✓" if ratio >= target else " ✗") + f" (≥ {target})"
