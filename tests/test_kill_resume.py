@@ -1,7 +1,7 @@
 """Kill test: SIGINT/SIGTERM a training process mid-epoch, resume it, and compare the
 final weights with an uninterrupted run of the same seed: identical — with data
 augmentation (a generator per batch) and a OneCycle schedule (its position in the
-checkpoint) switched on."""
+checkpoint) switched on. (Several MPI ranks: ``test_distributed.py``.)"""
 
 from __future__ import annotations
 
