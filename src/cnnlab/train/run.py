@@ -29,7 +29,7 @@ from typing import Any
 
 from cnnlab import init, models, optim
 from cnnlab.checkpoint import Checkpoint, load_checkpoint
-from cnnlab.distributed import LOCAL, ShardedModel, World
+from cnnlab.distributed import LOCAL, ShardedModel, World, share_cores
 from cnnlab.distributed import world as mpi_world
 from cnnlab.errors import TrainingError, TrainingInterrupted
 from cnnlab.evaluate import evaluate
@@ -437,7 +437,8 @@ def _kept_epoch(trainer: Trainer) -> int:
 @contextmanager
 def _runner(model: Module, world: World) -> Iterator[Any]:
     """What runs the passes: the model itself, or its shard under MPI
-    (:class:`~cnnlab.distributed.ShardedModel`), for the run's length.
+    (:class:`~cnnlab.distributed.ShardedModel`, BLAS on the rank's share of the
+    cores), for the run's length.
 
     The first layer skips its input gradient meanwhile: the image's error is never
     needed.
@@ -447,7 +448,8 @@ def _runner(model: Module, world: World) -> Iterator[Any]:
     if skip_dx:
         first.needs_input_grad = False
     try:
-        yield model if world.size == 1 else ShardedModel(model, world)
+        with share_cores(world):
+            yield model if world.size == 1 else ShardedModel(model, world)
     finally:
         if skip_dx:
             first.needs_input_grad = True
