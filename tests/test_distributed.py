@@ -153,6 +153,75 @@ def test_one_process_is_the_local_world(monkeypatch):
     assert (env_world_size(), env_rank()) == (4, 3)
 
 
+# -- one step through ShardedModel, several ranks -------------------------------------
+
+STEP = Path(__file__).resolve().parent / "mpi_step.py"
+
+
+def _sharded_step(tmp_path, ranks: int, model: str, batch: int) -> dict[str, np.ndarray]:
+    out = tmp_path / f"{model}-{ranks}.npz"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    command = [_mpiexec(), "-n", str(ranks), sys.executable, str(STEP), model, str(batch)]
+    proc = subprocess.run(
+        [*command, str(out)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with np.load(out) as saved:
+        return dict(saved)
+
+
+def _one_process_step(model_name: str, x, y, shards):
+    """The reference: each shard through its own copy of the model in this process
+    (BatchNorm: the shard's own statistics), the loss of the whole batch, the
+    gradients summed and the running statistics averaged by shard size."""
+    from cnnlab import init, models, nn
+
+    copies, logits = [], []
+    for lo, hi in shards:
+        init.manual_seed(0)
+        copy = models.build(model_name, dtype="float64")
+        copy.zero_grad()
+        copies.append(copy)
+        logits.append(copy(x[lo:hi]))
+    loss_fn = nn.CrossEntropyLoss()
+    loss = loss_fn(np.concatenate(logits), y)
+    delta = loss_fn.backward()
+    for copy, (lo, hi) in zip(copies, shards, strict=True):
+        copy.backward(delta[lo:hi])
+    grads = {
+        k: sum(dict(c.named_parameters())[k].grad for c in copies)
+        for k, _ in copies[0].named_parameters()
+    }
+    weights = [(hi - lo) / len(x) for lo, hi in shards]
+    states = {
+        k: sum(w * c.state_dict()[k] for w, c in zip(weights, copies, strict=True))
+        for k in copies[0].state_dict()
+    }
+    return loss, grads, states
+
+
+@pytest.mark.parametrize(
+    "model,ranks,batch",
+    [
+        ("lenet5", 3, 7),  # shards of 3, 2, 2
+        ("lenet5", 3, 2),  # the third rank's shard is empty
+        ("lenet5_bn", 2, 9),  # per-shard statistics, running statistics averaged
+    ],
+)
+def test_a_sharded_step_sums_the_shards_gradients(tmp_path, model, ranks, batch):
+    saved = _sharded_step(tmp_path, ranks, model, batch)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((batch, 1, 28, 28)), rng.integers(0, 10, batch)
+    shards = [shard_bounds(batch, ranks, r) for r in range(ranks)]
+    shards = [(lo, hi) for lo, hi in shards if hi > lo]
+    loss, grads, states = _one_process_step(model, x, y, shards)
+    assert abs(float(saved["loss"]) - loss) < 1e-12
+    for k, g in grads.items():
+        assert np.abs(saved["grad." + k] - g).max() < 1e-12, k
+    for k, v in states.items():
+        assert np.abs(saved["state." + k] - v).max() < 1e-12, k
+
+
 # -- two ranks over loopback ---------------------------------------------------------
 
 
