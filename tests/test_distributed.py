@@ -258,7 +258,7 @@ def test_a_signal_to_one_rank_stops_both_and_one_process_resumes(tmp_path, one_p
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert stderr.count("cnnlab: interrupted at epoch") == 1, stderr  # one message
-    assert "--resume" in stderr and "Traceback" not in stderr
+    assert "resume with: mpiexec -n 2 cnnlab train" in stderr and "Traceback" not in stderr
     assert "BAD TERMINATION" not in stderr  # every rank ended by itself
     with safe_open(str(ckpt), "np") as fh:
         meta = fh.metadata()
@@ -288,6 +288,13 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path, one_pro
     assert stdout.count("test accuracy") == 1
     difference = _max_difference(tmp_path / "cut", reference)
     assert difference < F64_TOLERANCE, difference
+
+
+def test_nan_stops_every_rank_with_one_message(tmp_path):
+    code, _, stderr = _run(tmp_path, 2, tmp_path / "nan", "--lr", "1e6", "--optimizer", "sgd")
+    assert code == 1, stderr
+    assert stderr.count("cnnlab: error: epoch 1, step") == 1 and "the loss is nan" in stderr
+    assert "Traceback" not in stderr and "BAD TERMINATION" not in stderr
 
 
 def test_settings_errors_are_printed_once(tmp_path):

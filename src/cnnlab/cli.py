@@ -470,6 +470,10 @@ def _run(argv: Sequence[str] | None, ctrl_c: _CtrlC) -> int:
     except TrainingInterrupted as exc:
         _say(f"cnnlab: {exc}")
         resume = " ".join(["cnnlab", *(sys.argv[1:] if argv is None else argv)])
+        from cnnlab.distributed import env_world_size
+
+        if env_world_size() > 1:  # any number of ranks may continue it, 1 too
+            resume = f"mpiexec -n {env_world_size()} {resume}"
         if "--resume" not in resume:
             resume += " --resume"
         _say(f"cnnlab: resume with: {resume}")
