@@ -297,6 +297,23 @@ def test_nan_stops_every_rank_with_one_message(tmp_path):
     assert "Traceback" not in stderr and "BAD TERMINATION" not in stderr
 
 
+FAIL = Path(__file__).resolve().parent / "mpi_fail.py"
+
+
+@pytest.mark.parametrize("when", ["setup", "step"])
+def test_an_error_of_one_rank_ends_the_job(tmp_path, when):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    command = [_mpiexec(), "-n", "2", sys.executable, str(FAIL), when, str(tmp_path / "run")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    if when == "setup":  # both ranks learn it before training; each raises
+        assert "error on MPI rank 1: the data cannot be read on this host" in proc.stderr
+        assert "another MPI rank could not start training" in proc.stderr, proc.stderr
+    else:  # rank 0 waits in the next Allreduce: rank 1 must end the job
+        assert "error on MPI rank 1: a bug met by this rank only; ending" in proc.stderr
+        assert "MPI_Abort" in proc.stdout + proc.stderr
+
+
 def test_settings_errors_are_printed_once(tmp_path):
     code, _, stderr = _run(tmp_path, 2, tmp_path / "x", "--model", "lenet5")
     assert code == 2 and stderr.count("cnnlab: error:") == 1, stderr
