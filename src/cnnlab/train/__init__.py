@@ -12,6 +12,9 @@ stops the run with a :class:`~cnnlab.errors.TrainingError` naming the step and w
 leaving the last good checkpoint untouched. SIGINT/SIGTERM finish the current step,
 write a checkpoint and raise :class:`~cnnlab.errors.TrainingInterrupted`.
 
+Started by ``mpiexec -n N`` the same run is data-parallel over N processes
+(:mod:`cnnlab.distributed`): the same weights as one process, rank 0 writing the files.
+
 The names below are imported on first use (PEP 562), as in :mod:`cnnlab`, so that
 :mod:`cnnlab.train.recipes` stays light for ``cnnlab train --help``.
 """

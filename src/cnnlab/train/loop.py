@@ -22,7 +22,9 @@ Events, in the order they fire (each callback method receives the trainer)::
 Control flow is an exception a callback raises: :class:`CancelFit` ends training once
 the current event is over (its other callbacks still run, then ``after_fit``),
 :class:`~cnnlab.errors.TrainingInterrupted` stops now, to be resumed, and any other
-error (e.g. :class:`~cnnlab.errors.TrainingError`) propagates.
+error (e.g. :class:`~cnnlab.errors.TrainingError`) propagates. When several processes
+train together (MPI), a callback that stops the run on what one process sees takes
+a vote first (:meth:`Trainer.agree`), so that every process stops after the same step.
 """
 
 from __future__ import annotations
