@@ -32,6 +32,8 @@ import threading
 
 import numpy as np
 
+from cnnlab.functional import kernels
+
 _scratch_space = threading.local()
 
 
@@ -70,6 +72,9 @@ def copy_fields(
     fields: np.ndarray,
 ) -> None:
     """Copy every receptive field of ``x`` into ``fields``, ``(N, C, kh, kw, OH, OW)``."""
+    if kernels.enabled():  # the same copy, compiled (kernels.im2col)
+        kernels.im2col(x, stride, dilation, fields)
+        return
     oh, ow = fields.shape[4:]
     view = windows(x, kernel, stride, dilation, (oh, ow))
     np.copyto(fields, view.transpose(0, 1, 4, 5, 2, 3))

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab._validate import array_shape, float_array, pair, positive_int, same_dtype
+from cnnlab.functional import kernels
 from cnnlab.functional.correlate import (
     CHUNK_BYTES,
     correlate2d,
@@ -40,6 +41,7 @@ from cnnlab.functional.correlate import (
     pad2d,
     receptive_fields,
     rot180,
+    scatter_input_error,
     weight_correlation,
 )
 
@@ -267,7 +269,11 @@ def conv2d_backward(
     same_dtype(delta, w, "dy", "w")
 
     dx = None
-    if need_dx:
+    if need_dx and kernels.enabled():
+        # (E2)–(E4) compiled: each error term scattered to the input cell it came from,
+        # the inserted and padding zeros never materialised (same sums, see the helper)
+        dx = scatter_input_error(delta, w, x_shape, stride, padding, dilation, groups)
+    elif need_dx:
         # (E2) restore the stride-1 error map: insert stride-1 zeros between entries
         delta_full = insert_zeros(delta, stride)
         # (E3) pad with k_eff-1-P zeros (a crop when P > k_eff-1), plus the leftovers

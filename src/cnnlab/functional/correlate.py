@@ -26,6 +26,7 @@ import numpy as np
 
 from cnnlab._validate import float_array, pair, positive_int, same_dtype
 from cnnlab.functional import _correlate_algorithms as algorithms
+from cnnlab.functional import kernels
 
 __all__ = [
     "CHUNK_BYTES",
@@ -36,6 +37,7 @@ __all__ = [
     "pad2d",
     "receptive_fields",
     "rot180",
+    "scatter_input_error",
     "weight_correlation",
 ]
 
@@ -44,6 +46,8 @@ CHUNK_BYTES = 256 * 2**20
 #: Chunk size (bytes) for the per-sample formulations: small enough that the scratch
 #: just written is still in cache when the product reads it.
 CACHE_CHUNK_BYTES = 8 * 2**20
+#: Chunk size (bytes) of the products the compiled input-gradient scatter reads
+SCATTER_CHUNK_BYTES = 2 * 2**20
 
 
 def output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
@@ -255,6 +259,48 @@ def weight_correlation(fields: np.ndarray, delta: np.ndarray, groups: int = 1) -
     return dw
 
 
+def scatter_input_error(
+    delta: np.ndarray,
+    w: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]],
+    dilation: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Steps (E2)–(E4) as one sum over the error map, without its zeros (compiled path).
+
+    ``dx[n, c, i·S + m·r - P, j·S + q·r - P] += Σ_f W[f, c, m, q] · δ[n, f, i, j]``: each
+    error term goes straight to the input cell that its window's tap ``(m, q)`` read —
+    exactly the terms that correlating the zero-inserted, padded error map with the
+    rotated filter adds up (every product with an inserted or padding zero is left
+    out), and terms that land on the forward padding are dropped as (E3) crops them.
+    Per chunk of samples: one product ``Wᵀ δ`` per group (BLAS), then the scatter-add
+    (:func:`cnnlab.functional.kernels.col2im`). Needs the compiled kernels.
+
+    Shapes
+    ------
+    delta: ``(N, F, OH, OW)``; w: ``(F, C/G, kh, kw)``; returns dx: ``x_shape = (N, C, H, W)``.
+    """
+    n, channels = x_shape[:2]
+    filters, cg, kh, kw = w.shape
+    fg, taps = filters // groups, cg * kh * kw
+    oh, ow = delta.shape[2:]
+    w_t = w.reshape(groups, fg, taps).transpose(0, 2, 1)  # (G, C/G·kh·kw, F/G)
+    errors = delta.reshape(n, groups, fg, oh * ow)
+    dx = np.empty(x_shape, dtype=delta.dtype)
+    per_sample = channels * kh * kw * oh * ow * delta.itemsize
+    chunk = max(1, SCATTER_CHUNK_BYTES // per_sample)
+    before = (padding[0][0], padding[1][0])
+    for start in range(0, n, chunk):
+        b = min(chunk, n - start)
+        cols = algorithms.scratch("dcols", (b, groups, taps, oh * ow), delta.dtype)
+        np.matmul(w_t, errors[start : start + b], out=cols)
+        cols6 = cols.reshape(b, channels, kh, kw, oh, ow)
+        kernels.col2im(cols6, stride, dilation, before, dx[start : start + b])
+    return dx
+
+
 def correlate2d_reference(
     x: np.ndarray,
     k: np.ndarray,
@@ -317,6 +363,8 @@ def pad2d(
     (top, bottom), (left, right) = _padding_pairs(padding)
     if top == bottom == left == right == 0:
         return x
+    if x.ndim == 4 and min(top, bottom, left, right) >= 0 and kernels.enabled():
+        return kernels.pad(x, top, bottom, left, right)  # the same, compiled
     h, w = x.shape[-2:]
     out_h, out_w = h + top + bottom, w + left + right
     if out_h < 0 or out_w < 0:
