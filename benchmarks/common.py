@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 #: glibc settings used for both sides (set before the interpreter starts, by run.py):
 #: keep freed multi-MB buffers instead of returning them to the kernel every step
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
@@ -48,6 +50,20 @@ def side_by_side(
     return statistics.median(a), statistics.median(b)
 
 
+def _kernels_line() -> str:
+    from cnnlab.functional import kernels
+
+    if kernels.backend() == "numpy":
+        return "cnnlab kernels: numpy (the reference path)"
+    import numba
+
+    kernels.relu(np.zeros(1 << 19, dtype=np.float32))  # starts numba's thread pool
+    return (
+        f"cnnlab kernels: numba {numba.__version__}, {numba.get_num_threads()} threads, "
+        f"{numba.threading_layer()} threading layer"
+    )
+
+
 def environment() -> list[str]:
     import numpy as np
     import torch
@@ -55,7 +71,9 @@ def environment() -> list[str]:
     lines = [
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
         f"python {sys.version.split()[0]}; numpy {np.__version__}; torch {torch.__version__}",
-        f"threads: {THREADS} for both (torch.set_num_threads, OpenBLAS)",
+        f"threads: {THREADS} for both (torch.set_num_threads; cnnlab: OpenBLAS and, "
+        "for its kernels, numba)",
+        _kernels_line(),
         "allocator (both sides): " + ", ".join(f"{k}={v}" for k, v in ALLOCATOR.items()),
     ]
     removed = os.environ.get("CNNLAB_BENCH_UNSET", "")

@@ -136,7 +136,7 @@ def test_max_pool_kernel_nan_is_the_maximum():
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
-@pytest.mark.parametrize("size", [7, 100_003])  # the serial and the parallel variant
+@pytest.mark.parametrize("size", [7, 300_007])  # the serial and the parallel variant
 def test_relu_kernels(size):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(size)
