@@ -24,7 +24,9 @@ waking the threads costs more than the work).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
+
+__all__ = ["get_num_threads"]  # the wrappers ask it before choosing a parallel loop
 
 _U = np.uint64
 _JIT = {"cache": True, "nogil": True}

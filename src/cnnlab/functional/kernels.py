@@ -185,8 +185,14 @@ def _module() -> Any:
 
 
 def _pick(name: str, size: int) -> Any:
-    """The parallel or the serial variant of kernel ``name`` for ``size`` elements."""
-    return getattr(_module(), f"{name}_{'parallel' if size >= PARALLEL_MIN else 'serial'}")
+    """The parallel or the serial variant of kernel ``name`` for ``size`` elements.
+
+    Serial for small arrays and whenever numba has one thread: its parallel loops would
+    still hand the work to a worker thread and wait for it.
+    """
+    module = _module()
+    parallel = size >= PARALLEL_MIN and module.get_num_threads() > 1
+    return getattr(module, f"{name}_{'parallel' if parallel else 'serial'}")
 
 
 def _u(*values: int) -> tuple[np.uint64, ...]:
