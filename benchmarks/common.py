@@ -15,7 +15,9 @@ import numpy as np
 #: keep freed multi-MB buffers instead of returning them to the kernel every step
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-THREADS = 2
+#: threads of each side; CNNLAB_BENCH_THREADS=1 compares one core each (far less
+#: disturbed by other jobs on a shared machine than two threads that wait for each other)
+THREADS = int(os.environ.get("CNNLAB_BENCH_THREADS", "2"))
 
 
 def sample(fn: Callable[[], object], min_time: float = 0.05) -> float:

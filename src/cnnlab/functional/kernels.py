@@ -203,9 +203,13 @@ def _u(*values: int) -> tuple[np.uint64, ...]:
 def im2col(
     x: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int], fields: np.ndarray
 ) -> None:
-    """Fill ``fields (N, C, kh, kw, OH, OW)`` with the receptive fields of ``x (N, C, H, W)``.
+    """Fill ``fields`` with the receptive fields of ``x``: the compiled ``copy_fields``.
 
-    The compiled :func:`cnnlab.functional._correlate_algorithms.copy_fields`.
+    ``fields[n, c, m, q, i, j] = x[n, c, i·sh + m·dh, j·sw + q·dw]``.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)`` (any strides); fields: ``(N, C, kh, kw, OH, OW)``, C-contiguous.
     """
     if fields.size:
         _pick("im2col", fields.size)(x, fields, *_u(*stride, *dilation))
@@ -254,7 +258,12 @@ def col2im(
 
 
 def pad(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """``x (N, C, H, W)`` with that many zeros around its planes (all amounts ``>= 0``)."""
+    """``x`` with that many zeros around its planes (all amounts ``>= 0``), a new array.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; returns ``(N, C, H + top + bottom, W + left + right)``.
+    """
     n, c, h, w = x.shape
     out = np.empty((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
     if out.size:
@@ -270,7 +279,14 @@ def max_pool(
     out: tuple[int, int],
     argmax_dtype: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each window's maximum and its tap in the window (row-major), ``-inf`` padding."""
+    """Each window's maximum and its tap in the window (row-major), ``-inf`` padding.
+
+    Ties keep the first maximum; a NaN counts as the maximum (as the NumPy path).
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; y and argmax: ``(N, C, OH, OW)`` with ``(OH, OW) = out``.
+    """
     n, c = x.shape[:2]
     y = np.empty((n, c, *out), dtype=x.dtype)
     argmax = np.empty((n, c, *out), dtype=argmax_dtype)
@@ -287,7 +303,12 @@ def max_unpool(
     padding: tuple[int, int],
     x_shape: tuple[int, int, int, int],
 ) -> np.ndarray:
-    """Each window's error added to the cell its maximum came from: ``dx (N, C, H, W)``."""
+    """Each window's error added to the cell its maximum came from (overlaps add up).
+
+    Shapes
+    ------
+    dy, argmax: ``(N, C, OH, OW)``; returns dx: ``x_shape = (N, C, H, W)``.
+    """
     dx = np.empty(x_shape, dtype=dy.dtype)
     if dx.size:
         _pick("max_unpool", dx.size)(dy, argmax, dx, *_u(kernel[1], *stride, *padding))
@@ -295,7 +316,12 @@ def max_unpool(
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` (NaN kept), a new array."""
+    """``max(x, 0)`` (NaN kept), a new array.
+
+    Shapes
+    ------
+    Any; the result has ``x``'s shape.
+    """
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty(flat.shape, dtype=x.dtype)
     if y.size:
@@ -304,7 +330,12 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``dy · (y > 0)``, a new array."""
+    """``dy · (y > 0)``, a new array.
+
+    Shapes
+    ------
+    ``dy`` and ``y`` of one shape; so has the result.
+    """
     flat_dy = np.ascontiguousarray(dy).reshape(-1)
     flat_y = np.ascontiguousarray(y).reshape(-1)
     dx = np.empty(flat_dy.shape, dtype=dy.dtype)
@@ -320,6 +351,10 @@ def adam(
 
     ``coefs = (β1, 1-β1, β2, 1-β2, weight decay, √(1-β2^t), eps, lr/(1-β1^t))``, each
     rounded to the arrays' dtype as NumPy rounds a Python float in the same operation.
+
+    Shapes
+    ------
+    ``p``, ``g``, ``m``, ``v``: one shape, any.
     """
     arrays = [a.reshape(-1) for a in (p, g, m, v)]
     _pick("adam", p.size)(*arrays, np.array(coefs, dtype=p.dtype))
