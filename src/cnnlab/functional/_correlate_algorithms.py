@@ -82,6 +82,9 @@ def copy_fields(
 
 def fields_product(fields: np.ndarray, k: np.ndarray, groups: int, y: np.ndarray) -> None:
     """``y[n] = k @ fields[n]``: a ``(F/G, C/G·kh·kw) @ (C/G·kh·kw, OH·OW)`` product per sample."""
+    if kernels.enabled():  # the same products, a sample per thread
+        kernels.fields_product(fields, k, groups, y)
+        return
     b = fields.shape[0]
     filters, cg, kh, kw = k.shape
     fg, taps = filters // groups, cg * kh * kw
@@ -99,6 +102,9 @@ def fields_error_product(
     the channel ``c`` of filter ``f``'s group); ``chunk`` samples at a time bound the
     per-sample products kept before summing.
     """
+    if kernels.enabled():  # the same products, a sample per thread, summed in order
+        kernels.fields_error_product(fields, delta, groups, dw)
+        return
     n, channels, kh, kw, oh, ow = fields.shape
     filters = delta.shape[1]
     fg, taps = filters // groups, channels // groups * kh * kw

@@ -296,3 +296,68 @@ def adam_parallel(p, g, m, v, coefs):
 @njit(**_JIT)
 def adam_serial(p, g, m, v, coefs):
     adam_block(p, g, m, v, coefs, _U(0), _U(p.size))
+
+
+# -- the products of a convolution, one sample per task (BLAS on the calling thread) ----
+@njit(**_PAR)
+def fields_product(fields, k, y):
+    """``y[n, g] = k[g] @ fields[n, g]`` for every sample ``n`` and group ``g``.
+
+    fields: ``(N, G, taps, P)``; k: ``(G, F/G, taps)``; y: ``(N, G, F/G, P)``, all
+    C-contiguous. Each sample's products run on one thread (BLAS single-threaded).
+    """
+    for n in prange(fields.shape[0]):
+        for g in range(k.shape[0]):
+            np.dot(k[g], fields[n, g], y[n, g])
+
+
+@njit(**_PAR)
+def fields_error_product(fields, delta, partial):
+    """``partial[n, g] = delta[n, g] @ fields[n, g]ᵀ``: each sample's weight gradient.
+
+    fields: ``(N, G, taps, P)``; delta: ``(N, G, F/G, P)``; partial: ``(N, G, F/G, taps)``.
+    The caller sums ``partial`` over ``n`` in order (deterministic).
+    """
+    for n in prange(fields.shape[0]):
+        for g in range(delta.shape[1]):
+            np.dot(delta[n, g], fields[n, g].T, partial[n, g])
+
+
+@njit(**_JIT)
+def scatter_plane(
+    cols, dx, n, c, ow, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi
+):
+    """:func:`col2im_plane` for one sample's products ``cols (C·kh·kw, OH·OW)``, plane ``c``."""
+    height, width = _U(dx.shape[2]), _U(dx.shape[3])
+    for r in range(height):
+        for s in range(width):
+            dx[n, c, r, s] = 0
+    kh, kw = _U(rows_lo.size), _U(cols_lo.size)
+    for m in range(kh):
+        for i in range(rows_lo[m], rows_hi[m]):
+            row = i * sh + m * dh - top
+            for q in range(kw):
+                tap = (c * kh + m) * kw + q
+                for j in range(cols_lo[q], cols_hi[q]):
+                    dx[n, c, row, j * sw + q * dw - left] += cols[tap, i * ow + j]
+
+
+@njit(**_PAR)
+def input_error(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi):
+    """Per sample: ``cols = k_t[g] @ delta[n, g]`` (BLAS), then scattered into ``dx[n]``.
+
+    delta: ``(N, G, F/G, OH·OW)``; k_t: ``(G, taps, F/G)`` with ``taps = C/G·kh·kw``;
+    dx: ``(N, C, H, W)``, overwritten. See :func:`col2im_plane` for the index ranges.
+    """
+    groups, taps = k_t.shape[0], k_t.shape[1]
+    channels = _U(dx.shape[1])
+    for n in prange(delta.shape[0]):
+        products = np.empty((groups, taps, delta.shape[3]), dtype=delta.dtype)
+        for g in range(groups):
+            np.dot(k_t[g], delta[n, g], products[g])
+        cols = products.reshape(groups * taps, delta.shape[3])
+        for c in range(channels):
+            scatter_plane(
+                cols, dx, _U(n), c, ow, sh, sw, dh, dw, top, left,
+                rows_lo, rows_hi, cols_lo, cols_hi,
+            )  # fmt: skip

@@ -46,8 +46,6 @@ CHUNK_BYTES = 256 * 2**20
 #: Chunk size (bytes) for the per-sample formulations: small enough that the scratch
 #: just written is still in cache when the product reads it.
 CACHE_CHUNK_BYTES = 8 * 2**20
-#: Chunk size (bytes) of the products the compiled input-gradient scatter reads
-SCATTER_CHUNK_BYTES = 2 * 2**20
 
 
 def output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> int:
@@ -275,29 +273,17 @@ def scatter_input_error(
     exactly the terms that correlating the zero-inserted, padded error map with the
     rotated filter adds up (every product with an inserted or padding zero is left
     out), and terms that land on the forward padding are dropped as (E3) crops them.
-    Per chunk of samples: one product ``Wᵀ δ`` per group (BLAS), then the scatter-add
-    (:func:`cnnlab.functional.kernels.col2im`). Needs the compiled kernels.
+    Per sample, on numba's threads: one product ``Wᵀ δ`` per group (BLAS), then the
+    scatter-add (:func:`cnnlab.functional.kernels.input_error`). Needs the compiled
+    kernels.
 
     Shapes
     ------
     delta: ``(N, F, OH, OW)``; w: ``(F, C/G, kh, kw)``; returns dx: ``x_shape = (N, C, H, W)``.
     """
-    n, channels = x_shape[:2]
-    filters, cg, kh, kw = w.shape
-    fg, taps = filters // groups, cg * kh * kw
-    oh, ow = delta.shape[2:]
-    w_t = w.reshape(groups, fg, taps).transpose(0, 2, 1)  # (G, C/G·kh·kw, F/G)
-    errors = delta.reshape(n, groups, fg, oh * ow)
     dx = np.empty(x_shape, dtype=delta.dtype)
-    per_sample = channels * kh * kw * oh * ow * delta.itemsize
-    chunk = max(1, SCATTER_CHUNK_BYTES // per_sample)
     before = (padding[0][0], padding[1][0])
-    for start in range(0, n, chunk):
-        b = min(chunk, n - start)
-        cols = algorithms.scratch("dcols", (b, groups, taps, oh * ow), delta.dtype)
-        np.matmul(w_t, errors[start : start + b], out=cols)
-        cols6 = cols.reshape(b, channels, kh, kw, oh, ow)
-        kernels.col2im(cols6, stride, dilation, before, dx[start : start + b])
+    kernels.input_error(delta, w, groups, stride, dilation, before, dx)
     return dx
 
 

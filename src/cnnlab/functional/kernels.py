@@ -52,10 +52,9 @@ __all__ = [
 
 #: the environment variable that picks the engine: ``numba``, ``numpy`` or ``auto``
 ENV_VAR = "CNNLAB_KERNELS"
-#: arrays with fewer elements run on the calling thread: waking numba's sleeping worker
-#: threads costs some 30–60 µs idle and more on a busy machine (measured: a 512k-element
-#: ReLU gains nothing from 2 threads under load, a 2M-element one 1.7×)
-PARALLEL_MIN = 1 << 18
+#: arrays with fewer elements run on the calling thread (measured with OpenMP threads:
+#: a 32k-element ReLU takes 4 µs on one thread, and handing out work costs about as much)
+PARALLEL_MIN = 1 << 15
 
 _CHOICES = ("auto", "numba", "numpy")
 _compiled: ModuleType | None = None
@@ -72,19 +71,47 @@ def _load() -> ModuleType | None:
     if _compiled is None:
         try:
             import numba
+            import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls its BLAS)
         except ImportError:
             return None
         if "NUMBA_THREADING_LAYER" not in os.environ:
-            # numba's own pool: its threads sleep between kernels. The OpenMP layer's
-            # threads spin after each kernel and, on a machine with few cores, take the
-            # CPU from the BLAS threads of the product that follows (measured: LeNet-5
-            # steps several times slower)
+            # OpenMP first: its threads wake within microseconds (numba's own workqueue
+            # pool measured no faster on 2 threads than on 1 for these kernels)
             config: Any = numba.config
-            config.THREADING_LAYER = "workqueue"
+            config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
         from cnnlab.functional import _numba_kernels
 
         _compiled = _numba_kernels
     return _compiled
+
+
+#: BLAS libraries set to one thread while the compiled kernels run, with their counts
+_blas_saved: list[tuple[Any, int]] | None = None
+_blas_libraries: list[Any] | None = None
+
+
+def _set_active(active: bool) -> None:
+    """Switch engines; with the kernels, BLAS runs on one thread per call.
+
+    The kernels spread the samples over numba's threads, each calling BLAS for its own
+    sample's products; BLAS's own threads would compete with them for the same cores
+    (measured: spinning OpenMP and OpenBLAS pools side by side made LeNet-5 steps 10×
+    slower). The NumPy path gets BLAS's thread counts back.
+    """
+    global _active, _blas_saved, _blas_libraries
+    _active = active
+    if active and _blas_saved is None:
+        if _blas_libraries is None:  # found once: a scan of the loaded libraries is slow
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas_saved = [(lib, lib.num_threads) for lib in _blas_libraries]
+        for lib, _ in _blas_saved:
+            lib.set_num_threads(1)
+    elif not active and _blas_saved is not None:
+        for lib, count in _blas_saved:
+            lib.set_num_threads(count)
+        _blas_saved = None
 
 
 def _resolve(choice: str) -> bool:
@@ -106,10 +133,9 @@ def _resolve(choice: str) -> bool:
 
 def enabled() -> bool:
     """Whether the compiled kernels run (decided on first use, from ``CNNLAB_KERNELS``)."""
-    global _active
     if _active is None:
-        _active = _resolve(os.environ.get(ENV_VAR, "auto"))
-    return _active
+        _set_active(_resolve(os.environ.get(ENV_VAR, "auto")))
+    return bool(_active)
 
 
 def backend() -> str:
@@ -123,20 +149,18 @@ def set_backend(name: str | None) -> str:
     Returns the engine now in use. Raises :class:`KernelsUnavailable` for ``"numba"``
     without numba.
     """
-    global _active
-    _active = _resolve(os.environ.get(ENV_VAR, "auto") if name is None else name)
+    _set_active(_resolve(os.environ.get(ENV_VAR, "auto") if name is None else name))
     return backend()
 
 
 @contextlib.contextmanager
 def use(name: str) -> Iterator[str]:
     """``with use("numpy"): ...`` runs the block on that engine, then restores the old one."""
-    global _active
     before = enabled()
     try:
         yield set_backend(name)
     finally:
-        _active = before
+        _set_active(before)
 
 
 def num_threads() -> int:
@@ -150,32 +174,31 @@ def num_threads() -> int:
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[int]:
-    """Run the block with ``n`` threads for the kernels (numba) and the products (BLAS).
+    """Run the block on ``n`` threads: numba's with the kernels, else BLAS's.
 
-    Kernels and products run one after the other, never at once, so both may use every
-    core; ``threads(1)`` makes the whole process single-threaded (for measurements, or
-    for one process per core).
+    With the compiled kernels the work is spread over numba's threads (at most
+    ``NUMBA_NUM_THREADS``, the machine's cores by default) and BLAS stays on one thread
+    per call; on the NumPy path BLAS gets the ``n`` threads. ``threads(1)`` makes the
+    whole process single-threaded (for measurements, or for one process per core).
     """
     from threadpoolctl import threadpool_limits
 
     n = int(n)
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
-    saved = None
-    if enabled():
-        import numba
-
-        saved = numba.get_num_threads()
-        config: Any = numba.config
-        numba.set_num_threads(min(n, config.NUMBA_NUM_THREADS))
-    try:
+    if not enabled():
         with threadpool_limits(limits=n, user_api="blas"):
             yield n
-    finally:
-        if saved is not None:
-            import numba
+        return
+    import numba
 
-            numba.set_num_threads(saved)
+    saved = numba.get_num_threads()
+    config: Any = numba.config
+    numba.set_num_threads(min(n, config.NUMBA_NUM_THREADS))
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(saved)
 
 
 def _module() -> Any:
@@ -358,3 +381,70 @@ def adam(
     """
     arrays = [a.reshape(-1) for a in (p, g, m, v)]
     _pick("adam", p.size)(*arrays, np.array(coefs, dtype=p.dtype))
+
+
+# -- the products of a convolution, with the scatter, one sample per thread ----------------
+def fields_product(fields: np.ndarray, k: np.ndarray, groups: int, y: np.ndarray) -> None:
+    """``y[n] = k @ fields[n]`` per sample and group, the samples spread over the threads.
+
+    Shapes
+    ------
+    fields: ``(N, C, kh, kw, OH, OW)``; k: ``(F, C/G, kh, kw)``; y: ``(N, F, OH, OW)``.
+    """
+    n, channels, kh, kw, oh, ow = fields.shape
+    filters = k.shape[0]
+    fg, taps = filters // groups, channels // groups * kh * kw
+    cols = np.ascontiguousarray(fields).reshape(n, groups, taps, oh * ow)
+    k_mat = np.ascontiguousarray(k).reshape(groups, fg, taps)
+    _module().fields_product(cols, k_mat, y.reshape(n, groups, fg, oh * ow))
+
+
+def fields_error_product(
+    fields: np.ndarray, delta: np.ndarray, groups: int, dw: np.ndarray
+) -> None:
+    """``dw = Σ_n delta[n] @ fields[n]ᵀ``: per-sample products on the threads, summed in order.
+
+    Shapes
+    ------
+    fields: ``(N, C, kh, kw, OH, OW)``; delta: ``(N, F, OH, OW)``; dw: ``(F, C/G, kh, kw)``.
+    """
+    n, channels, kh, kw, oh, ow = fields.shape
+    filters = delta.shape[1]
+    fg, taps = filters // groups, channels // groups * kh * kw
+    cols = np.ascontiguousarray(fields).reshape(n, groups, taps, oh * ow)
+    errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
+    partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
+    _module().fields_error_product(cols, errors, partial)
+    np.sum(partial, axis=0, out=dw.reshape(groups, fg, taps))
+
+
+def input_error(
+    delta: np.ndarray,
+    w: np.ndarray,
+    groups: int,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    before: tuple[int, int],
+    dx: np.ndarray,
+) -> None:
+    """``dx`` from the error map: per sample ``Wᵀ δ`` (BLAS), then the :func:`col2im` scatter.
+
+    Shapes
+    ------
+    delta: ``(N, F, OH, OW)``; w: ``(F, C/G, kh, kw)``; dx: ``(N, C, H, W)`` (overwritten).
+    """
+    n, filters, oh, ow = delta.shape
+    _, cg, kh, kw = w.shape
+    fg, taps = filters // groups, cg * kh * kw
+    k_t = np.ascontiguousarray(w.reshape(groups, fg, taps).transpose(0, 2, 1))
+    errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
+    rows = _valid_range(
+        range(0, dilation[0] * kh, dilation[0]), stride[0], oh, before[0], dx.shape[2]
+    )
+    columns = _valid_range(
+        range(0, dilation[1] * kw, dilation[1]), stride[1], ow, before[1], dx.shape[3]
+    )
+    if dx.size:
+        _module().input_error(
+            errors, k_t, dx, *_u(ow, *stride, *dilation, *before), *rows, *columns
+        )
