@@ -342,22 +342,98 @@ def scatter_plane(
                     dx[n, c, row, j * sw + q * dw - left] += cols[tap, i * ow + j]
 
 
-@njit(**_PAR)
-def input_error(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi):
-    """Per sample: ``cols = k_t[g] @ delta[n, g]`` (BLAS), then scattered into ``dx[n]``.
+@njit(**_JIT)
+def input_error_sample(delta, k_t, dx, n, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+    """``cols = k_t[g] @ delta[n, g]`` (BLAS) for one sample, scattered into ``dx[n]``.
 
     delta: ``(N, G, F/G, OH·OW)``; k_t: ``(G, taps, F/G)`` with ``taps = C/G·kh·kw``;
-    dx: ``(N, C, H, W)``, overwritten. See :func:`col2im_plane` for the index ranges.
+    dx: ``(N, C, H, W)``, overwritten. See :func:`col2im_plane` for the index ranges
+    ``rl, rh, cl, ch``.
     """
     groups, taps = k_t.shape[0], k_t.shape[1]
-    channels = _U(dx.shape[1])
+    products = np.empty((groups, taps, delta.shape[3]), dtype=delta.dtype)
+    for g in range(groups):
+        np.dot(k_t[g], delta[n, g], products[g])
+    cols = products.reshape(groups * taps, delta.shape[3])
+    for c in range(_U(dx.shape[1])):
+        scatter_plane(cols, dx, n, c, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+
+
+@njit(**_PAR)
+def input_error_parallel(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
     for n in prange(delta.shape[0]):
-        products = np.empty((groups, taps, delta.shape[3]), dtype=delta.dtype)
-        for g in range(groups):
-            np.dot(k_t[g], delta[n, g], products[g])
-        cols = products.reshape(groups * taps, delta.shape[3])
-        for c in range(channels):
-            scatter_plane(
-                cols, dx, _U(n), c, ow, sh, sw, dh, dw, top, left,
-                rows_lo, rows_hi, cols_lo, cols_hi,
-            )  # fmt: skip
+        input_error_sample(delta, k_t, dx, _U(n), ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+
+
+@njit(**_JIT)
+def input_error_serial(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+    for n in range(_U(delta.shape[0])):
+        input_error_sample(delta, k_t, dx, n, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+
+
+# -- fused: each sample's receptive fields copied and multiplied while in cache ---------
+@njit(**_JIT)
+def sample_fields(x, n, cols, sh, sw, dh, dw):
+    """``cols[c, m, q, i, j] = x[n, c, i·sh + m·dh, j·sw + q·dw]``: one sample's im2col."""
+    channels, kh, kw = _U(cols.shape[0]), _U(cols.shape[1]), _U(cols.shape[2])
+    oh, ow = _U(cols.shape[3]), _U(cols.shape[4])
+    for c in range(channels):
+        for m in range(kh):
+            for q in range(kw):
+                for i in range(oh):
+                    row = i * sh + m * dh
+                    for j in range(ow):
+                        cols[c, m, q, i, j] = x[n, c, row, j * sw + q * dw]
+
+
+@njit(**_JIT)
+def correlate_sample(x, k, y, n, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``y[n, g] = k[g] @ im2col(x[n])_g``: one sample, its fields never leaving the cache.
+
+    x: ``(N, C, H, W)``; k: ``(G, F/G, taps)``; y: ``(N, G, F/G, OH·OW)``.
+    """
+    groups, taps = k.shape[0], k.shape[2]
+    cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
+    sample_fields(x, n, cols, sh, sw, dh, dw)
+    flat = cols.reshape(groups, taps, oh * ow)
+    for g in range(groups):
+        np.dot(k[g], flat[g], y[n, g])
+
+
+@njit(**_PAR)
+def correlate_parallel(x, k, y, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in prange(x.shape[0]):
+        correlate_sample(x, k, y, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+
+
+@njit(**_JIT)
+def correlate_serial(x, k, y, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in range(_U(x.shape[0])):
+        correlate_sample(x, k, y, n, kh, kw, oh, ow, sh, sw, dh, dw)
+
+
+@njit(**_JIT)
+def weight_error_sample(x, delta, partial, n, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``: one sample's weight gradient.
+
+    x: ``(N, C, H, W)``; delta: ``(N, G, F/G, OH·OW)``; partial: ``(N, G, F/G, taps)``;
+    the caller sums ``partial`` over the samples in order.
+    """
+    groups, taps = partial.shape[1], partial.shape[3]
+    cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
+    sample_fields(x, n, cols, sh, sw, dh, dw)
+    flat = cols.reshape(groups, taps, oh * ow)
+    for g in range(groups):
+        np.dot(delta[n, g], flat[g].T, partial[n, g])
+
+
+@njit(**_PAR)
+def weight_error_parallel(x, delta, partial, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in prange(x.shape[0]):
+        weight_error_sample(x, delta, partial, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+
+
+@njit(**_JIT)
+def weight_error_serial(x, delta, partial, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in range(_U(x.shape[0])):
+        weight_error_sample(x, delta, partial, n, kh, kw, oh, ow, sh, sw, dh, dw)

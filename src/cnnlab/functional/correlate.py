@@ -156,6 +156,9 @@ def correlate2d(
             )
         algorithms.fields_product(fields, k, groups, y)
         return y
+    if kernels.enabled():  # compiled: each sample's fields copied and multiplied in cache
+        kernels.correlate(x, k, stride, dilation, groups, y)
+        return y
     if oh * ow < kh * kw:
         per_sample = channels * kh * kw * oh * ow
         chunk = max(1, CHUNK_BYTES // (per_sample * x.itemsize))

@@ -207,14 +207,14 @@ def _module() -> Any:
     return module
 
 
-def _pick(name: str, size: int) -> Any:
+def _pick(name: str, size: int, tasks: int = 2) -> Any:
     """The parallel or the serial variant of kernel ``name`` for ``size`` elements.
 
-    Serial for small arrays and whenever numba has one thread: its parallel loops would
-    still hand the work to a worker thread and wait for it.
+    Serial for small arrays, for a single task (one sample), and whenever numba has one
+    thread: waking the other threads would cost more than it saves.
     """
     module = _module()
-    parallel = size >= PARALLEL_MIN and module.get_num_threads() > 1
+    parallel = size >= PARALLEL_MIN and tasks > 1 and module.get_num_threads() > 1
     return getattr(module, f"{name}_{'parallel' if parallel else 'serial'}")
 
 
@@ -445,6 +445,60 @@ def input_error(
         range(0, dilation[1] * kw, dilation[1]), stride[1], ow, before[1], dx.shape[3]
     )
     if dx.size:
-        _module().input_error(
+        _pick("input_error", delta.size * cg * kh * kw // max(1, fg), delta.shape[0])(
             errors, k_t, dx, *_u(ow, *stride, *dilation, *before), *rows, *columns
         )
+
+
+def correlate(
+    x: np.ndarray,
+    k: np.ndarray,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    y: np.ndarray,
+) -> None:
+    """:func:`cnnlab.functional.correlate2d` per sample: im2col and product in cache.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)``; k: ``(F, C/G, kh, kw)``; y: ``(N, F, OH, OW)`` (overwritten).
+    """
+    n, filters, oh, ow = y.shape
+    _, cg, kh, kw = k.shape
+    fg = filters // groups
+    k_mat = np.ascontiguousarray(k).reshape(groups, fg, cg * kh * kw)
+    _pick("correlate", y.size * cg * kh * kw, n)(
+        np.ascontiguousarray(x),
+        k_mat,
+        y.reshape(n, groups, fg, oh * ow),
+        *_u(kh, kw, oh, ow, *stride, *dilation),
+    )
+
+
+def weight_error(
+    x: np.ndarray,
+    delta: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    dw: np.ndarray,
+) -> None:
+    """``dw = Σ_n δ[n] · im2col(x[n])ᵀ``: per sample on the threads, summed in order.
+
+    Step (E5) without stored receptive fields: each sample's are copied again into
+    cache and multiplied at once.
+
+    Shapes
+    ------
+    x: ``(N, C, H, W)`` (padded input); delta: ``(N, F, OH, OW)``; dw: ``(F, C/G, kh, kw)``.
+    """
+    n, filters, oh, ow = delta.shape
+    fg, taps = filters // groups, x.shape[1] // groups * kernel[0] * kernel[1]
+    errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
+    partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
+    _pick("weight_error", delta.size * taps, n)(
+        np.ascontiguousarray(x), errors, partial, *_u(*kernel, oh, ow, *stride, *dilation)
+    )
+    np.sum(partial, axis=0, out=dw.reshape(groups, fg, taps))
