@@ -78,6 +78,16 @@ def test_conv_kernels_match_torch_and_the_numpy_path(case):
         assert_close(f"{name} vs numpy path", ours, ref)
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_kernels_in_bands_of_output_rows(case, monkeypatch):
+    """Large planes are done a band of output rows at a time: here one row per band."""
+    monkeypatch.setattr(kernels, "BAND_BYTES", 1)
+    compiled, reference, torch_result = conv_both(case, np.float64)
+    for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
+        assert_close(f"{name} vs torch", ours, theirs)
+        assert_close(f"{name} vs numpy path", ours, ref)
+
+
 @pytest.mark.parametrize("case", CONV_CASES[:3])
 def test_conv_kernels_float32(case):
     compiled, reference, torch_result = conv_both(case, np.float32)
@@ -190,13 +200,14 @@ def test_adam_kernel_matches_torch():
     assert_close("p vs torch", p.data, tp.detach().numpy(), 1e-12)
 
 
-def test_results_do_not_depend_on_the_thread_count():
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """No reduction runs across threads: 1 and 2 threads give the same bits."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
     w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
     dy = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
     runs = []
+    monkeypatch.setattr(kernels, "BAND_BYTES", 6 * 25 * 14 * 4 * 3)  # 3-row bands
     with kernels.use("numba"):
         for n in (1, 2):
             with kernels.threads(n):

@@ -324,116 +324,149 @@ def fields_error_product(fields, delta, partial):
 
 
 @njit(**_JIT)
-def scatter_plane(
-    cols, dx, n, c, ow, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi
-):
-    """:func:`col2im_plane` for one sample's products ``cols (C·kh·kw, OH·OW)``, plane ``c``."""
-    height, width = _U(dx.shape[2]), _U(dx.shape[3])
-    for r in range(height):
-        for s in range(width):
-            dx[n, c, r, s] = 0
-    kh, kw = _U(rows_lo.size), _U(cols_lo.size)
+def scatter_band(cols, dx, n, c, i0, rows, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+    """:func:`col2im_plane`'s adds for output rows ``[i0, i0 + rows)`` of plane ``c``.
+
+    ``cols (C·kh·kw, rows·OW)``: one sample's products for those rows; ``dx`` is added to.
+    """
+    kh, kw = _U(rl.size), _U(cl.size)
     for m in range(kh):
-        for i in range(rows_lo[m], rows_hi[m]):
+        for i in range(max(rl[m], i0), min(rh[m], i0 + rows)):
             row = i * sh + m * dh - top
             for q in range(kw):
                 tap = (c * kh + m) * kw + q
-                for j in range(cols_lo[q], cols_hi[q]):
-                    dx[n, c, row, j * sw + q * dw - left] += cols[tap, i * ow + j]
+                at = (i - i0) * ow
+                for j in range(cl[q], ch[q]):
+                    dx[n, c, row, j * sw + q * dw - left] += cols[tap, at + j]
 
 
 @njit(**_JIT)
-def input_error_sample(delta, k_t, dx, n, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
-    """``cols = k_t[g] @ delta[n, g]`` (BLAS) for one sample, scattered into ``dx[n]``.
+def input_error_sample(delta, k_t, dx, n, band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+    """``k_t[g] @ delta[n, g]`` (BLAS) for one sample, scattered into ``dx[n]``.
 
+    ``band`` output rows at a time, so that the products stay in cache until scattered.
     delta: ``(N, G, F/G, OH·OW)``; k_t: ``(G, taps, F/G)`` with ``taps = C/G·kh·kw``;
     dx: ``(N, C, H, W)``, overwritten. See :func:`col2im_plane` for the index ranges
     ``rl, rh, cl, ch``.
     """
-    groups, taps = k_t.shape[0], k_t.shape[1]
-    products = np.empty((groups, taps, delta.shape[3]), dtype=delta.dtype)
-    for g in range(groups):
-        np.dot(k_t[g], delta[n, g], products[g])
-    cols = products.reshape(groups * taps, delta.shape[3])
-    for c in range(_U(dx.shape[1])):
-        scatter_plane(cols, dx, n, c, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+    groups, taps, fg = k_t.shape[0], k_t.shape[1], k_t.shape[2]
+    channels = _U(dx.shape[1])
+    height, width = _U(dx.shape[2]), _U(dx.shape[3])
+    for c in range(channels):
+        for r in range(height):
+            for s in range(width):
+                dx[n, c, r, s] = 0
+    oh = _U(delta.shape[3]) // ow
+    for i0 in range(_U(0), oh, band):
+        rows = min(band, oh - i0)
+        errors = np.empty((groups, fg, rows * ow), dtype=delta.dtype)
+        errors[...] = delta[n, :, :, i0 * ow : (i0 + rows) * ow]
+        products = np.empty((groups, taps, rows * ow), dtype=delta.dtype)
+        for g in range(groups):
+            np.dot(k_t[g], errors[g], products[g])
+        cols = products.reshape(groups * taps, rows * ow)
+        for c in range(channels):
+            scatter_band(cols, dx, n, c, i0, rows, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
 
 
 @njit(**_PAR)
-def input_error_parallel(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+def input_error_parallel(delta, k_t, dx, band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
     for n in prange(delta.shape[0]):
-        input_error_sample(delta, k_t, dx, _U(n), ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+        input_error_sample(
+            delta, k_t, dx, _U(n), band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch
+        )
 
 
 @njit(**_JIT)
-def input_error_serial(delta, k_t, dx, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
+def input_error_serial(delta, k_t, dx, band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
     for n in range(_U(delta.shape[0])):
-        input_error_sample(delta, k_t, dx, n, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
+        input_error_sample(delta, k_t, dx, n, band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
 
 
 # -- fused: each sample's receptive fields copied and multiplied while in cache ---------
 @njit(**_JIT)
-def sample_fields(x, n, cols, sh, sw, dh, dw):
-    """``cols[c, m, q, i, j] = x[n, c, i·sh + m·dh, j·sw + q·dw]``: one sample's im2col."""
+def sample_fields(x, n, cols, i0, sh, sw, dh, dw):
+    """``cols[c, m, q, i, j] = x[n, c, (i0 + i)·sh + m·dh, j·sw + q·dw]``: a band's im2col."""
     channels, kh, kw = _U(cols.shape[0]), _U(cols.shape[1]), _U(cols.shape[2])
-    oh, ow = _U(cols.shape[3]), _U(cols.shape[4])
+    rows, ow = _U(cols.shape[3]), _U(cols.shape[4])
     for c in range(channels):
         for m in range(kh):
             for q in range(kw):
-                for i in range(oh):
-                    row = i * sh + m * dh
+                for i in range(rows):
+                    row = (i0 + i) * sh + m * dh
                     for j in range(ow):
                         cols[c, m, q, i, j] = x[n, c, row, j * sw + q * dw]
 
 
 @njit(**_JIT)
-def correlate_sample(x, k, y, n, kh, kw, oh, ow, sh, sw, dh, dw):
-    """``y[n, g] = k[g] @ im2col(x[n])_g``: one sample, its fields never leaving the cache.
+def correlate_sample(x, k, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``y[n, g] = k[g] @ im2col(x[n])_g``, ``band`` output rows at a time (in cache).
 
     x: ``(N, C, H, W)``; k: ``(G, F/G, taps)``; y: ``(N, G, F/G, OH·OW)``.
     """
-    groups, taps = k.shape[0], k.shape[2]
-    cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
-    sample_fields(x, n, cols, sh, sw, dh, dw)
-    flat = cols.reshape(groups, taps, oh * ow)
-    for g in range(groups):
-        np.dot(k[g], flat[g], y[n, g])
+    groups, fg, taps = k.shape[0], k.shape[1], k.shape[2]
+    for i0 in range(_U(0), oh, band):
+        rows = min(band, oh - i0)
+        cols = np.empty((x.shape[1], kh, kw, rows, ow), dtype=x.dtype)
+        sample_fields(x, n, cols, i0, sh, sw, dh, dw)
+        flat = cols.reshape(groups, taps, rows * ow)
+        if rows == oh:  # the whole plane: straight into y
+            for g in range(groups):
+                np.dot(k[g], flat[g], y[n, g])
+        else:
+            out = np.empty((fg, rows * ow), dtype=x.dtype)
+            for g in range(groups):
+                np.dot(k[g], flat[g], out)
+                y[n, g, :, i0 * ow : (i0 + rows) * ow] = out
 
 
 @njit(**_PAR)
-def correlate_parallel(x, k, y, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_parallel(x, k, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):
-        correlate_sample(x, k, y, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(x, k, y, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def correlate_serial(x, k, y, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_serial(x, k, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in range(_U(x.shape[0])):
-        correlate_sample(x, k, y, n, kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(x, k, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def weight_error_sample(x, delta, partial, n, kh, kw, oh, ow, sh, sw, dh, dw):
-    """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``: one sample's weight gradient.
+def weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``, ``band`` output rows at a time.
 
     x: ``(N, C, H, W)``; delta: ``(N, G, F/G, OH·OW)``; partial: ``(N, G, F/G, taps)``;
     the caller sums ``partial`` over the samples in order.
     """
-    groups, taps = partial.shape[1], partial.shape[3]
-    cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
-    sample_fields(x, n, cols, sh, sw, dh, dw)
-    flat = cols.reshape(groups, taps, oh * ow)
-    for g in range(groups):
-        np.dot(delta[n, g], flat[g].T, partial[n, g])
+    groups, fg, taps = partial.shape[1], partial.shape[2], partial.shape[3]
+    for i0 in range(_U(0), oh, band):
+        rows = min(band, oh - i0)
+        cols = np.empty((x.shape[1], kh, kw, rows, ow), dtype=x.dtype)
+        sample_fields(x, n, cols, i0, sh, sw, dh, dw)
+        flat = cols.reshape(groups, taps, rows * ow)
+        if rows == oh:
+            for g in range(groups):
+                np.dot(delta[n, g], flat[g].T, partial[n, g])
+        else:
+            errors = np.empty((fg, rows * ow), dtype=x.dtype)
+            out = np.empty((fg, taps), dtype=x.dtype)
+            for g in range(groups):
+                errors[...] = delta[n, g, :, i0 * ow : (i0 + rows) * ow]
+                np.dot(errors, flat[g].T, out)
+                if i0 == 0:
+                    partial[n, g] = out
+                else:
+                    partial[n, g] += out
 
 
 @njit(**_PAR)
-def weight_error_parallel(x, delta, partial, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_parallel(x, delta, partial, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):
-        weight_error_sample(x, delta, partial, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(x, delta, partial, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def weight_error_serial(x, delta, partial, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_serial(x, delta, partial, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in range(_U(x.shape[0])):
-        weight_error_sample(x, delta, partial, n, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
