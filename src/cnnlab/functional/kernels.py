@@ -54,7 +54,7 @@ __all__ = [
 ENV_VAR = "CNNLAB_KERNELS"
 #: bytes of one band of receptive fields (or products) a convolution kernel works on:
 #: with its operands and result it stays in the per-core L2 cache (2 MB here)
-BAND_BYTES = 512 * 2**10
+BAND_BYTES = 2**20
 #: arrays with fewer elements run on the calling thread (measured with OpenMP threads:
 #: a 32k-element ReLU takes 4 µs on one thread, and handing out work costs about as much)
 PARALLEL_MIN = 1 << 15
