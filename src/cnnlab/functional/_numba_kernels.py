@@ -65,42 +65,6 @@ def im2col_serial(x, fields, sh, sw, dh, dw):
         im2col_plane(x, fields, p, sh, sw, dh, dw)
 
 
-# -- col2im: the input gradient scattered straight from the error map ----------------
-@njit(**_JIT)
-def col2im_plane(cols, dx, p, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi):
-    """``dx[n, c, i·sh + m·dh - top, j·sw + q·dw - left] += cols[n, c, m, q, i, j]``.
-
-    Plane ``p``; only the terms landing inside ``dx`` (rows ``rows_lo[m] <= i <
-    rows_hi[m]``, columns likewise per ``q``): the others fall on the forward pass's
-    padding, whose errors are dropped.
-    """
-    channels = _U(dx.shape[1])
-    n, c = p // channels, p % channels
-    height, width = _U(dx.shape[2]), _U(dx.shape[3])
-    for r in range(height):
-        for s in range(width):
-            dx[n, c, r, s] = 0
-    kh, kw = _U(cols.shape[2]), _U(cols.shape[3])
-    for m in range(kh):
-        for i in range(rows_lo[m], rows_hi[m]):
-            row = i * sh + m * dh - top
-            for q in range(kw):
-                for j in range(cols_lo[q], cols_hi[q]):
-                    dx[n, c, row, j * sw + q * dw - left] += cols[n, c, m, q, i, j]
-
-
-@njit(**_PAR)
-def col2im_parallel(cols, dx, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi):
-    for p in prange(_U(dx.shape[0]) * _U(dx.shape[1])):
-        col2im_plane(cols, dx, _U(p), sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi)
-
-
-@njit(**_JIT)
-def col2im_serial(cols, dx, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi):
-    for p in range(_U(dx.shape[0]) * _U(dx.shape[1])):
-        col2im_plane(cols, dx, p, sh, sw, dh, dw, top, left, rows_lo, rows_hi, cols_lo, cols_hi)
-
-
 # -- zero padding (pad2d with non-negative amounts) ----------------------------------
 @njit(**_JIT)
 def pad_plane(x, out, p, top, left):
@@ -325,9 +289,12 @@ def fields_error_product(fields, delta, partial):
 
 @njit(**_JIT)
 def scatter_band(cols, dx, n, c, i0, rows, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch):
-    """:func:`col2im_plane`'s adds for output rows ``[i0, i0 + rows)`` of plane ``c``.
+    """``dx[n, c, i·sh + m·dh - top, j·sw + q·dw - left] += cols[(c, m, q), (i - i0, j)]``.
 
-    ``cols (C·kh·kw, rows·OW)``: one sample's products for those rows; ``dx`` is added to.
+    The col2im scatter of output rows ``[i0, i0 + rows)`` of plane ``c``; ``cols (C·kh·kw,
+    rows·OW)`` holds one sample's products for those rows. Only the terms that land inside
+    ``dx`` are added (rows ``rl[m] <= i < rh[m]``, columns ``cl[q] <= j < ch[q]``): the
+    others fall on the forward pass's padding, whose errors are dropped.
     """
     kh, kw = _U(rl.size), _U(cl.size)
     for m in range(kh):
@@ -346,7 +313,7 @@ def input_error_sample(delta, k_t, dx, n, band, ow, sh, sw, dh, dw, top, left, r
 
     ``band`` output rows at a time, so that the products stay in cache until scattered.
     delta: ``(N, G, F/G, OH·OW)``; k_t: ``(G, taps, F/G)`` with ``taps = C/G·kh·kw``;
-    dx: ``(N, C, H, W)``, overwritten. See :func:`col2im_plane` for the index ranges
+    dx: ``(N, C, H, W)``, overwritten. See :func:`scatter_band` for the index ranges
     ``rl, rh, cl, ch``.
     """
     groups, taps, fg = k_t.shape[0], k_t.shape[1], k_t.shape[2]

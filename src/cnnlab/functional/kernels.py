@@ -6,8 +6,17 @@ one core — copying receptive fields (im2col), padding, zero insertion, scatter
 input gradient back (col2im), pooling, ReLU, the optimizer's element-wise update.
 With `numba <https://numba.pydata.org>`_ installed (``pip install cnnlab[fast]``) those
 loops run compiled, on every core, each as the per-element formula of the NumPy
-function it replaces (in :mod:`cnnlab.functional._numba_kernels`). The products stay
-NumPy's (BLAS); the results are the same sums, equal to the NumPy path up to rounding.
+function it replaces (in :mod:`cnnlab.functional._numba_kernels`). The results are the
+same sums, equal to the NumPy path up to rounding.
+
+**Threads.** A convolution's work is handed out a sample per task over numba's threads:
+each task copies a band of its sample's receptive fields (about :data:`BAND_BYTES`, so
+they stay in the core's L2 cache), multiplies them with BLAS on its own thread, and
+scatters the input gradient back, all while the band is in cache. BLAS itself runs on
+one thread per call while the kernels are in use: two thread pools that both spin while
+waiting (OpenMP's and OpenBLAS's) took the cores from each other and made a LeNet-5 step
+10× slower. Nothing is summed across threads (each sample's weight gradient is summed
+over the samples in order afterwards), so results do not depend on the thread count.
 
 Which engine runs:
 
@@ -19,8 +28,9 @@ Which engine runs:
 (tests run both), :func:`set_backend` for good. :func:`threads` sets how many threads the
 kernels and BLAS use.
 
-Compiled code is cached in ``__pycache__`` next to the module: the first call of each
-kernel on a machine compiles it (about a second each), later processes load it.
+Compiled code is cached in ``__pycache__`` next to the module (or ``NUMBA_CACHE_DIR``):
+the first call of each kernel on a machine compiles it (a second or two each, some
+15–20 s for all), later processes load it (about 1 s for all).
 """
 
 from __future__ import annotations
@@ -34,11 +44,18 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BAND_BYTES",
     "ENV_VAR",
+    "PARALLEL_MIN",
+    "KernelsUnavailable",
+    "adam",
     "backend",
-    "col2im",
+    "correlate",
     "enabled",
+    "fields_error_product",
+    "fields_product",
     "im2col",
+    "input_error",
     "max_pool",
     "max_unpool",
     "num_threads",
@@ -48,6 +65,7 @@ __all__ = [
     "set_backend",
     "threads",
     "use",
+    "weight_error",
 ]
 
 #: the environment variable that picks the engine: ``numba``, ``numpy`` or ``auto``
@@ -257,37 +275,6 @@ def _valid_range(offsets: range, step: int, out: int, before: int, size: int) ->
     return bounds
 
 
-def col2im(
-    cols: np.ndarray,
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-    before: tuple[int, int],
-    dx: np.ndarray,
-) -> None:
-    """``dx[n, c, i·sh + m·dh - top, j·sw + q·dw - left] = Σ cols[n, c, m, q, i, j]``.
-
-    The scatter-add of an input gradient: every term ``W·δ`` of the products goes to the
-    input cell its receptive field read; terms that fall on the forward pass's padding
-    (``before = (top, left)``, and whatever lies past the input) are dropped. ``dx`` is
-    overwritten.
-
-    Shapes
-    ------
-    cols: ``(N, C, kh, kw, OH, OW)``; dx: ``(N, C, H, W)``.
-    """
-    _, _, kh, kw, oh, ow = cols.shape
-    rows = _valid_range(
-        range(0, dilation[0] * kh, dilation[0]), stride[0], oh, before[0], dx.shape[2]
-    )
-    columns = _valid_range(
-        range(0, dilation[1] * kw, dilation[1]), stride[1], ow, before[1], dx.shape[3]
-    )
-    if dx.size:
-        _pick("col2im", cols.size + dx.size)(
-            cols, dx, *_u(*stride, *dilation, *before), rows[0], rows[1], columns[0], columns[1]
-        )
-
-
 def pad(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """``x`` with that many zeros around its planes (all amounts ``>= 0``), a new array.
 
@@ -435,7 +422,7 @@ def input_error(
     before: tuple[int, int],
     dx: np.ndarray,
 ) -> None:
-    """``dx`` from the error map: per sample ``Wᵀ δ`` (BLAS), then the :func:`col2im` scatter.
+    """``dx`` from the error map: per sample ``Wᵀ δ`` (BLAS), then the col2im scatter-add.
 
     Shapes
     ------
