@@ -76,6 +76,14 @@ def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> tuple[float, floa
 
 
 def run(quick: bool = False) -> list[str]:
+    from cnnlab.functional import kernels
+
+    # BLAS with its own threads: cnnlab's compiled kernels set it to one per call
+    with kernels.use("numpy"):
+        return _rows(quick)
+
+
+def _rows(quick: bool) -> list[str]:
     shapes = QUICK_SHAPES if quick else SHAPES
     repeats = 3 if quick else 5
     rows = [

@@ -265,3 +265,23 @@ def test_threads_sets_both_pools():
     with pytest.raises(ValueError, match="threads must be >= 1"):
         with kernels.threads(0):
             pass
+
+
+def _child_result():
+    x = np.random.default_rng(0).standard_normal((64, 6, 14, 14))
+    w = np.random.default_rng(1).standard_normal((16, 6, 5, 5))
+    y, _ = F.conv2d_forward(x, w)
+    return kernels.backend(), y
+
+
+def test_a_forked_child_runs_the_numpy_path():
+    """GNU OpenMP does not survive a fork: the child computes on the NumPy path."""
+    import multiprocessing
+
+    with kernels.use("numba"):
+        F.relu(np.ones(1 << 20))  # the parent's threads are running
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            engine, y = pool.apply(_child_result)
+        expected = _child_result()[1]
+    assert engine == "numpy"
+    assert_close("y in the child", y, expected)

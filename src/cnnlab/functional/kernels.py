@@ -152,6 +152,17 @@ def _resolve(choice: str) -> bool:
     return False
 
 
+def _after_fork_in_child() -> None:
+    """A forked child runs the NumPy path: GNU OpenMP's threads do not survive a fork
+    (numba aborts the child at its first parallel loop)."""
+    global _active
+    if _active:
+        _active = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def enabled() -> bool:
     """Whether the compiled kernels run (decided on first use, from ``CNNLAB_KERNELS``)."""
     if _active is None:
