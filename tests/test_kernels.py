@@ -285,3 +285,24 @@ def test_a_forked_child_runs_the_numpy_path():
         expected = _child_result()[1]
     assert engine == "numpy"
     assert_close("y in the child", y, expected)
+
+
+def test_cli_says_how_to_install_numba_when_it_is_forced_but_missing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['numba'] = None\n")
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, CNNLAB_KERNELS="numba", PYTHONPATH=path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--epochs", "1", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "cnnlab: error: CNNLAB_KERNELS=numba but numba does not import" in proc.stderr
+    assert "pip install 'cnnlab[fast]'" in proc.stderr and "Traceback" not in proc.stderr

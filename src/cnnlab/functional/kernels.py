@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import MissingDependencyError
+
 __all__ = [
     "BAND_BYTES",
     "ENV_VAR",
@@ -82,7 +84,7 @@ _compiled: ModuleType | None = None
 _active: bool | None = None  # None: not decided yet (numba is imported lazily)
 
 
-class KernelsUnavailable(RuntimeError):
+class KernelsUnavailable(MissingDependencyError):
     """``CNNLAB_KERNELS=numba`` (or ``use("numba")``) without numba installed."""
 
 
