@@ -8,14 +8,20 @@ loops; numba compiles them (``cache=True``: once per machine, then loaded from
   must allow for negative indices (Python's wrap-around) and the loops do not
   vectorise (measured: im2col 9.8 → 4.1 ms, col2im 15.9 → 3.4 ms). Differences that
   could go negative are never formed: the index ranges are clipped first.
-* **One plane per iteration of the parallel loop.** ``prange`` hands whole
-  ``(sample, channel)`` planes (or blocks of a flat array) to the threads. Every
-  output element is written by one thread, in a fixed order, so results do not depend
-  on the number of threads (no reductions across threads).
+* **Whole planes or samples per iteration of the parallel loop.** ``prange`` hands
+  whole ``(sample, channel)`` planes, samples (the convolution's products) or blocks of
+  a flat array to the threads. Every output element is written by one thread, in a
+  fixed order, so results do not depend on the number of threads (no reductions
+  across threads; each sample's weight gradient goes to its own slot, summed in order
+  by the caller).
 
-A ``*_plane`` function does one plane; the ``*_parallel`` / ``*_serial`` pair runs it
-over all of them, across threads or on the calling thread (for small arrays, where
-waking the threads costs more than the work).
+A ``*_plane`` / ``*_sample`` / ``*_block`` function does one unit of work; the
+``*_parallel`` / ``*_serial`` pair runs it over all of them, across threads or on the
+calling thread (for small arrays or a single sample, where waking the threads costs
+more than the work). Inside a sample, the convolution kernels work on bands of output
+rows so that a band's receptive fields, products and results stay in the L2 cache;
+their matrix products are ``np.dot`` calls, which numba hands to SciPy's BLAS on the
+calling thread.
 """
 
 # numba compiles these bodies; type checking them is numba's job
@@ -26,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-__all__ = ["get_num_threads"]  # the wrappers ask it before choosing a parallel loop
+__all__ = ["get_num_threads"]  # re-exported: the wrappers ask it before a parallel loop
 
 _U = np.uint64
 _JIT = {"cache": True, "nogil": True}

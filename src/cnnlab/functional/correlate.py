@@ -17,7 +17,11 @@ once (:func:`receptive_fields`), hand them to :func:`correlate2d`, and let the w
 gradient read the same copy (:func:`weight_correlation`).
 
 Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_zeros`
-(the stride's zeros between entries) and :func:`rot180`.
+(the stride's zeros between entries), :func:`rot180`, and
+:func:`scatter_input_error`, steps (E2)–(E4) as one sum for the compiled kernels.
+
+With numba installed, these functions run compiled loops behind the same interface
+(:mod:`cnnlab.functional.kernels`; ``CNNLAB_KERNELS=numpy`` keeps the NumPy code).
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def correlate2d(
     gradient of a widening layer; there only the input's non-zero rows and columns are
     multiplied, so a zero-padded, zero-inserted error map costs no more than the dense
     one). Scratch memory is bounded by :data:`CHUNK_BYTES` per buffer, working on chunks
-    of the batch.
+    of the batch. With the compiled kernels (:mod:`cnnlab.functional.kernels`) it is
+    im2col per sample instead, in L2-sized bands of output rows, the samples spread over
+    the threads (:func:`cnnlab.functional.kernels.correlate`).
     """
     x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
     n, channels = x.shape[:2]
