@@ -9,11 +9,15 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 #: glibc settings used for both sides (set before the interpreter starts, by run.py):
 #: keep freed multi-MB buffers instead of returning them to the kernel every step
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-THREADS = 2
+#: threads of each side; CNNLAB_BENCH_THREADS=1 compares one core each (far less
+#: disturbed by other jobs on a shared machine than two threads that wait for each other)
+THREADS = int(os.environ.get("CNNLAB_BENCH_THREADS", "2"))
 
 
 def sample(fn: Callable[[], object], min_time: float = 0.05) -> float:
@@ -48,6 +52,20 @@ def side_by_side(
     return statistics.median(a), statistics.median(b)
 
 
+def _kernels_line() -> str:
+    from cnnlab.functional import kernels
+
+    if kernels.backend() == "numpy":
+        return "cnnlab kernels: numpy (the reference path)"
+    import numba
+
+    kernels.relu(np.zeros(1 << 19, dtype=np.float32))  # starts numba's thread pool
+    return (
+        f"cnnlab kernels: numba {numba.__version__}, {numba.get_num_threads()} threads, "
+        f"{numba.threading_layer()} threading layer"
+    )
+
+
 def environment() -> list[str]:
     import numpy as np
     import torch
@@ -55,7 +73,9 @@ def environment() -> list[str]:
     lines = [
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
         f"python {sys.version.split()[0]}; numpy {np.__version__}; torch {torch.__version__}",
-        f"threads: {THREADS} for both (torch.set_num_threads, OpenBLAS)",
+        f"threads: {THREADS} for both (torch.set_num_threads; cnnlab: OpenBLAS and, "
+        "for its kernels, numba)",
+        _kernels_line(),
         "allocator (both sides): " + ", ".join(f"{k}={v}" for k, v in ALLOCATOR.items()),
     ]
     removed = os.environ.get("CNNLAB_BENCH_UNSET", "")

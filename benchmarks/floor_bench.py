@@ -3,8 +3,10 @@
 A NumPy convolution's forward pass, input gradient and weight gradient each need one
 matrix product of the same size (FLOPs as in ``conv_bench.flops``). Timing only those
 products — operands already laid out, no im2col copy, no col2im scatter, no padding —
-in the better of two layouts (one product per sample, or the batch folded into one
-product) gives a lower bound for any implementation that uses this machine's BLAS.
+in the best of three layouts (one product per sample; the batch folded into one
+product; L2-sized blocks: one sample and a band of output positions whose operands
+take about 1 MB, the weight gradient accumulated in place by ``sgemm``/``dgemm`` with
+``beta=1``) gives a lower bound for any implementation that uses this machine's BLAS.
 Divided by PyTorch's whole forward+backward time it says which speed targets BLAS
 alone leaves room for.
 """
@@ -12,9 +14,13 @@ alone leaves room for.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import blas
 
 from common import side_by_side
 from conv_bench import QUICK_SHAPES, SHAPES, torch_step
+
+#: operand bytes of one block: what stays in this machine's 2 MB L2 beside its result
+BLOCK_BYTES = 2**20
 
 
 def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> tuple[float, float]:
@@ -41,13 +47,43 @@ def bench(shape: tuple[int, ...], dtype: str, repeats: int) -> tuple[float, floa
         np.matmul(w_t, delta_folded)
         np.matmul(delta_folded, cols_folded.T)
 
+    # L2-sized blocks: a band of output positions of one sample, ~1 MB of operands,
+    # each block's operands contiguous (laid out beforehand, as the other layouts)
+    band = max(1, min(plane, BLOCK_BYTES // ((taps + k) * cols.itemsize)))
+    blocks = [
+        (
+            np.ascontiguousarray(cols[i, :, j : j + band]),
+            np.ascontiguousarray(delta[i, :, j : j + band]),
+        )
+        for i in range(n)
+        for j in range(0, plane, band)
+    ]
+    gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+    dw_t = np.zeros((taps, k), dtype=dtype, order="F")
+
+    def blocked() -> None:
+        for cols_b, delta_b in blocks:
+            np.matmul(w_mat, cols_b)  # forward
+            np.matmul(w_t, delta_b)  # input gradient, before its col2im scatter
+            # weight gradient accumulated in place: dwᵀ += cols_b · delta_bᵀ (beta=1)
+            gemm(1.0, cols_b.T, delta_b.T, 1.0, dw_t, trans_a=1, overwrite_c=1)
+
     theirs = torch_step(shape, draw(n, c, h, w), draw(n, k, oh, ow))
     t_per_sample, t_torch = side_by_side(per_sample, theirs, repeats)
     t_folded, _ = side_by_side(folded, lambda: None, max(1, repeats // 2))
-    return min(t_per_sample, t_folded), t_torch
+    t_blocked, _ = side_by_side(blocked, lambda: None, max(1, repeats // 2))
+    return min(t_per_sample, t_folded, t_blocked), t_torch
 
 
 def run(quick: bool = False) -> list[str]:
+    from cnnlab.functional import kernels
+
+    # BLAS with its own threads: cnnlab's compiled kernels set it to one per call
+    with kernels.use("numpy"):
+        return _rows(quick)
+
+
+def _rows(quick: bool) -> list[str]:
     shapes = QUICK_SHAPES if quick else SHAPES
     repeats = 3 if quick else 5
     rows = [

@@ -27,7 +27,7 @@ def _reexec() -> None:
     env = dict(os.environ, CNNLAB_BENCH_CHILD="1", **ALLOCATOR)
     removed = [v for v in OPENBLAS_VARS if env.pop(v, None) is not None]
     env["CNNLAB_BENCH_UNSET"] = ",".join(removed)
-    env["OPENBLAS_NUM_THREADS"] = str(THREADS)
+    env["OPENBLAS_NUM_THREADS"] = env["NUMBA_NUM_THREADS"] = str(THREADS)
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
@@ -35,7 +35,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run")
     parser.add_argument(
-        "--only", choices=("conv", "floor", "lenet", "rss", "naive", "augment"), action="append"
+        "--only",
+        choices=("compile", "conv", "floor", "lenet", "rss", "naive", "augment"),
+        action="append",
     )
     args = parser.parse_args()
     _reexec()
@@ -45,7 +47,7 @@ def main() -> int:
     print(f"cnnlab benchmarks, {datetime.date.today()}")
     for line in environment():
         print(line)
-    sections = args.only or ["conv", "floor", "lenet", "rss", "naive", "augment"]
+    sections = args.only or ["compile", "conv", "floor", "lenet", "rss", "naive", "augment"]
     for name in sections:
         module = __import__(f"{name}_bench")
         print()

@@ -21,6 +21,7 @@ def test_quick_benchmark_prints_ratio_rows():
     assert "allocator (both sides)" in out and "threads: 2" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("| (")]
     assert len(rows) == 6 and all("float" in r for r in rows)  # conv 4, floor 2
-    assert "| train | 64 | 1 | float32 |" in out
+    assert "| train | 64 | float32 |" in out and "| infer | 256 | float32 |" in out
+    assert "cnnlab kernels:" in out and "NumPy path" in out
     assert "| peak RSS |" in out
     assert "| LeNet conv1 |" in out

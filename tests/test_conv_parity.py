@@ -162,7 +162,9 @@ def test_adjoint_identities(config):
 
 def test_fields_are_kept_only_when_asked_and_small_enough(monkeypatch):
     import cnnlab.functional.conv as conv_module
+    from cnnlab.functional import kernels
 
+    monkeypatch.setattr(kernels, "_active", False)  # the NumPy path keeps them
     x, w, b, *_ = make((2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, True), np.float64)
     assert conv2d_forward(x, w, b, padding=1)[1].fields.shape == (2, 3, 3, 3, 8, 8)
     assert conv2d_forward(x, w, b, padding=1, keep_fields=False)[1].fields is None

@@ -58,10 +58,13 @@ class ConvWithoutRot180(Conv2d):
     """The classic mistake: correlating the error map with the filter as it is."""
 
     def backward(self, dy):
+        from cnnlab.functional import kernels
+
         original = conv_module.rot180
         conv_module.rot180 = lambda k: k
         try:
-            return super().backward(dy)
+            with kernels.use("numpy"):  # the mistake is made on the NumPy lines (E4)
+                return super().backward(dy)
         finally:
             conv_module.rot180 = original
 

@@ -46,7 +46,7 @@ the exception: a :class:`~cnnlab.nn.Dropout` draws its mask for its own shard fr
 its rank's generator, so a model with Dropout trains differently for each N (the
 models of :mod:`cnnlab.models` have none).
 
-Each rank runs BLAS on its share of its host's cores (:func:`share_cores`): left to
+Each rank computes on its share of its host's cores (:func:`share_cores`): left to
 itself every rank would start a thread per core, and the oversubscribed, spinning
 threads make a step many times slower.
 
@@ -207,8 +207,13 @@ def shard_bounds(batch: int, size: int, rank: int) -> tuple[int, int]:
     return lo, lo + base + (rank < extra)
 
 
-#: thread settings a user may give; when one is set, :func:`share_cores` leaves BLAS be
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: thread settings a user may give; when one is set, :func:`share_cores` leaves the threads be
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
 
 
 def cores_per_rank(world: World) -> int:
@@ -230,10 +235,12 @@ def cores_per_rank(world: World) -> int:
 
 @contextmanager
 def share_cores(world: World) -> Iterator[None]:
-    """While active, BLAS runs on :func:`cores_per_rank` threads in each rank, unless
-    the user set ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``.
+    """While active, each rank computes on :func:`cores_per_rank` threads (the compiled
+    kernels' threads, or BLAS's on the NumPy path: :func:`cnnlab.functional.kernels.threads`),
+    unless the user set ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``
+    or ``NUMBA_NUM_THREADS``.
 
-    Each BLAS library starts as many threads as the host has cores; two ranks on two
+    Each thread pool starts as many threads as the host has cores; two ranks on two
     cores would run four spinning threads, and a LeNet-5 step then takes about 13x
     as long (measured here: 130 ms instead of 10 ms at batch 64).
     """
@@ -244,9 +251,9 @@ def share_cores(world: World) -> Iterator[None]:
     if any(os.environ.get(v) for v in _THREAD_VARIABLES):
         yield
         return
-    from threadpoolctl import threadpool_limits
+    from cnnlab.functional import kernels
 
-    with threadpool_limits(cores, user_api="blas"):
+    with kernels.threads(cores):  # numba's threads with the compiled kernels, else BLAS's
         yield
 
 

@@ -32,6 +32,8 @@ import threading
 
 import numpy as np
 
+from cnnlab.functional import kernels
+
 _scratch_space = threading.local()
 
 
@@ -70,6 +72,9 @@ def copy_fields(
     fields: np.ndarray,
 ) -> None:
     """Copy every receptive field of ``x`` into ``fields``, ``(N, C, kh, kw, OH, OW)``."""
+    if kernels.enabled():  # the same copy, compiled (kernels.im2col)
+        kernels.im2col(x, stride, dilation, fields)
+        return
     oh, ow = fields.shape[4:]
     view = windows(x, kernel, stride, dilation, (oh, ow))
     np.copyto(fields, view.transpose(0, 1, 4, 5, 2, 3))
@@ -77,6 +82,9 @@ def copy_fields(
 
 def fields_product(fields: np.ndarray, k: np.ndarray, groups: int, y: np.ndarray) -> None:
     """``y[n] = k @ fields[n]``: a ``(F/G, C/G·kh·kw) @ (C/G·kh·kw, OH·OW)`` product per sample."""
+    if kernels.enabled():  # the same products, a sample per thread
+        kernels.fields_product(fields, k, groups, y)
+        return
     b = fields.shape[0]
     filters, cg, kh, kw = k.shape
     fg, taps = filters // groups, cg * kh * kw
@@ -94,6 +102,9 @@ def fields_error_product(
     the channel ``c`` of filter ``f``'s group); ``chunk`` samples at a time bound the
     per-sample products kept before summing.
     """
+    if kernels.enabled():  # the same products, a sample per thread, summed in order
+        kernels.fields_error_product(fields, delta, groups, dw)
+        return
     n, channels, kh, kw, oh, ow = fields.shape
     filters = delta.shape[1]
     fg, taps = filters // groups, channels // groups * kh * kw

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab._validate import float_array
+from cnnlab.functional import kernels
 
 __all__ = [
     "leaky_relu",
@@ -32,7 +33,10 @@ def relu(x: np.ndarray) -> np.ndarray:
     ------
     Any (element-wise); the output has the input's shape.
     """
-    return np.maximum(float_array(x, "relu input"), 0)
+    x = float_array(x, "relu input")
+    if kernels.enabled():  # the same, compiled and on every core
+        return kernels.relu(x)
+    return np.maximum(x, 0)
 
 
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -44,6 +48,8 @@ def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     ------
     ``dy`` and the saved array have the same shape; so has the result.
     """
+    if kernels.enabled() and dy.shape == y.shape and dy.dtype == y.dtype:
+        return kernels.relu_backward(dy, y)  # the same, compiled and on every core
     return dy * (y > 0)
 
 

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab._validate import array_shape, float_array, pair, positive_int, same_dtype
+from cnnlab.functional import kernels
 from cnnlab.functional.correlate import (
     CHUNK_BYTES,
     correlate2d,
@@ -40,6 +41,7 @@ from cnnlab.functional.correlate import (
     pad2d,
     receptive_fields,
     rot180,
+    scatter_input_error,
     weight_correlation,
 )
 
@@ -161,7 +163,9 @@ def conv2d_forward(
         Keep the copy of the input's receptive fields that the product reads, so that
         the backward pass's weight gradient reads it again instead of copying anew
         (faster; costs memory: ``kh·kw·C·OH·OW`` values per sample, kept only up to
-        :data:`~cnnlab.functional.correlate.CHUNK_BYTES`). False for inference.
+        :data:`~cnnlab.functional.correlate.CHUNK_BYTES`). False for inference. The
+        compiled kernels (:mod:`cnnlab.functional.kernels`) keep none: they copy each
+        sample's fields again, in cache, in the backward pass.
 
     Returns
     -------
@@ -210,7 +214,9 @@ def conv2d_forward(
     kernel = (w.shape[2], w.shape[3])
     oh, ow = (output_size(x_padded.shape[2 + a], kernel[a], stride[a], dilation[a]) for a in (0, 1))
     fields = None
-    if keep_fields and oh * ow >= kernel[0] * kernel[1]:
+    # the compiled kernels keep no fields: copying a sample's again in the backward pass,
+    # while it stays in cache, costs less than writing and reading them all back
+    if keep_fields and oh * ow >= kernel[0] * kernel[1] and not kernels.enabled():
         if x.shape[1] * kernel[0] * kernel[1] * oh * ow * x.shape[0] * x.itemsize <= CHUNK_BYTES:
             fields = receptive_fields(x_padded, kernel, stride, dilation)
     y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
@@ -267,7 +273,11 @@ def conv2d_backward(
     same_dtype(delta, w, "dy", "w")
 
     dx = None
-    if need_dx:
+    if need_dx and kernels.enabled():
+        # (E2)–(E4) compiled: each error term scattered to the input cell it came from,
+        # the inserted and padding zeros never materialised (same sums, see the helper)
+        dx = scatter_input_error(delta, w, x_shape, stride, padding, dilation, groups)
+    elif need_dx:
         # (E2) restore the stride-1 error map: insert stride-1 zeros between entries
         delta_full = insert_zeros(delta, stride)
         # (E3) pad with k_eff-1-P zeros (a crop when P > k_eff-1), plus the leftovers
@@ -288,6 +298,11 @@ def conv2d_backward(
         # the receptive fields the forward pass copied:
         # dw[f, c, m, q] = Σ_n Σ_ij δ[n, f, i, j] · a_prev[n, c, i·S + m·r, j·S + q·r]
         dw = weight_correlation(fields, delta, groups)
+    elif kernels.enabled():
+        # compiled: the same sum per sample, its receptive fields copied again into cache
+        # and multiplied by its error map; the samples' products summed in order
+        dw = np.empty(w.shape, dtype=delta.dtype)
+        kernels.weight_error(x_padded, delta, (kh, kw), stride, dilation, groups, dw)
     else:
         # one 2-D correlation per (filter, channel) pair: samples play the channels,
         # channels the batch. The zero-inserted error map is the error map dilated by

@@ -17,7 +17,11 @@ once (:func:`receptive_fields`), hand them to :func:`correlate2d`, and let the w
 gradient read the same copy (:func:`weight_correlation`).
 
 Also here: :func:`pad2d` (zero padding; negative padding crops), :func:`insert_zeros`
-(the stride's zeros between entries) and :func:`rot180`.
+(the stride's zeros between entries), :func:`rot180`, and
+:func:`scatter_input_error`, steps (E2)–(E4) as one sum for the compiled kernels.
+
+With numba installed, these functions run compiled loops behind the same interface
+(:mod:`cnnlab.functional.kernels`; ``CNNLAB_KERNELS=numpy`` keeps the NumPy code).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from cnnlab._validate import float_array, pair, positive_int, same_dtype
 from cnnlab.functional import _correlate_algorithms as algorithms
+from cnnlab.functional import kernels
 
 __all__ = [
     "CHUNK_BYTES",
@@ -36,6 +41,7 @@ __all__ = [
     "pad2d",
     "receptive_fields",
     "rot180",
+    "scatter_input_error",
     "weight_correlation",
 ]
 
@@ -136,7 +142,9 @@ def correlate2d(
     gradient of a widening layer; there only the input's non-zero rows and columns are
     multiplied, so a zero-padded, zero-inserted error map costs no more than the dense
     one). Scratch memory is bounded by :data:`CHUNK_BYTES` per buffer, working on chunks
-    of the batch.
+    of the batch. With the compiled kernels (:mod:`cnnlab.functional.kernels`) it is
+    im2col per sample instead, in L2-sized bands of output rows, the samples spread over
+    the threads (:func:`cnnlab.functional.kernels.correlate`).
     """
     x, k, stride, dilation, groups, (oh, ow) = _check_operands(x, k, stride, dilation, groups)
     n, channels = x.shape[:2]
@@ -153,6 +161,9 @@ def correlate2d(
                 f"{fields.shape} {fields.dtype}"
             )
         algorithms.fields_product(fields, k, groups, y)
+        return y
+    if kernels.enabled():  # compiled: each sample's fields copied and multiplied in cache
+        kernels.correlate(x, k, stride, dilation, groups, y)
         return y
     if oh * ow < kh * kw:
         per_sample = channels * kh * kw * oh * ow
@@ -255,6 +266,36 @@ def weight_correlation(fields: np.ndarray, delta: np.ndarray, groups: int = 1) -
     return dw
 
 
+def scatter_input_error(
+    delta: np.ndarray,
+    w: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]],
+    dilation: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Steps (E2)–(E4) as one sum over the error map, without its zeros (compiled path).
+
+    ``dx[n, c, i·S + m·r - P, j·S + q·r - P] += Σ_f W[f, c, m, q] · δ[n, f, i, j]``: each
+    error term goes straight to the input cell that its window's tap ``(m, q)`` read —
+    exactly the terms that correlating the zero-inserted, padded error map with the
+    rotated filter adds up (every product with an inserted or padding zero is left
+    out), and terms that land on the forward padding are dropped as (E3) crops them.
+    Per sample, on numba's threads: one product ``Wᵀ δ`` per group (BLAS), then the
+    scatter-add (:func:`cnnlab.functional.kernels.input_error`). Needs the compiled
+    kernels.
+
+    Shapes
+    ------
+    delta: ``(N, F, OH, OW)``; w: ``(F, C/G, kh, kw)``; returns dx: ``x_shape = (N, C, H, W)``.
+    """
+    dx = np.empty(x_shape, dtype=delta.dtype)
+    before = (padding[0][0], padding[1][0])
+    kernels.input_error(delta, w, groups, stride, dilation, before, dx)
+    return dx
+
+
 def correlate2d_reference(
     x: np.ndarray,
     k: np.ndarray,
@@ -317,6 +358,8 @@ def pad2d(
     (top, bottom), (left, right) = _padding_pairs(padding)
     if top == bottom == left == right == 0:
         return x
+    if x.ndim == 4 and min(top, bottom, left, right) >= 0 and kernels.enabled():
+        return kernels.pad(x, top, bottom, left, right)  # the same, compiled
     h, w = x.shape[-2:]
     out_h, out_w = h + top + bottom, w + left + right
     if out_h < 0 or out_w < 0:

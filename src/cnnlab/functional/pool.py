@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab._validate import float_array, pair
+from cnnlab.functional import kernels
 from cnnlab.functional.correlate import output_size
 
 __all__ = [
@@ -122,8 +123,12 @@ def max_pool2d_forward(
     """
     x = float_array(x, "max_pool2d input", ndim=4)
     kernel, step, pad, out = pool_params(x.shape, kernel_size, stride, padding)
-    x_padded = _pad(x, pad, -np.inf)
     shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    argmax_dtype = np.uint8 if kernel[0] * kernel[1] < 256 else np.intp
+    if kernels.enabled():  # the same rules per window, compiled
+        y, argmax = kernels.max_pool(x, kernel, step, pad, out, argmax_dtype)
+        return y, MaxPoolCache(argmax, shape, kernel, step, pad)
+    x_padded = _pad(x, pad, -np.inf)
     if kernel == step == (2, 2):
         pooled = _max_pool_2x2(x_padded, out)
         if pooled is not None:
@@ -131,7 +136,7 @@ def max_pool2d_forward(
     # One pass per tap over all windows at once: a later tap takes over only when it is
     # strictly larger (so ties keep the first maximum) or NaN (PyTorch's rule).
     y = x_padded[_tap_slice(0, 0, step, out)].copy()
-    argmax = np.zeros(y.shape, dtype=np.uint8 if kernel[0] * kernel[1] < 256 else np.intp)
+    argmax = np.zeros(y.shape, dtype=argmax_dtype)
     for tap in range(1, kernel[0] * kernel[1]):
         cells = x_padded[_tap_slice(*divmod(tap, kernel[1]), step, out)]
         larger = cells > y
@@ -183,6 +188,8 @@ def max_pool2d_backward(dy: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
     if dy.shape != argmax.shape:
         raise ValueError(f"dy must have the pooled output's shape {argmax.shape}, got {dy.shape}")
     n, c, h, w = x_shape
+    if kernels.enabled():  # the same routing, compiled
+        return kernels.max_unpool(dy, argmax, kernel, step, pad, x_shape)
     out = (argmax.shape[2], argmax.shape[3])
     overlap = step[0] < kernel[0] or step[1] < kernel[1]
     # windows that tile the input exactly write every cell once: no zeroing needed

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cnnlab.functional import kernels
 from cnnlab.nn.module import Parameter
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "NonFinite", "Optimizer", "build"]
@@ -47,6 +48,12 @@ def _all_finite(a: np.ndarray) -> bool:
     if math.isfinite(float(flat @ flat)):
         return True
     return bool(np.isfinite(a).all())
+
+
+def _contiguous(*arrays: np.ndarray) -> bool:
+    """Whether all are C-contiguous and of one dtype (the compiled update's operands)."""
+    first = arrays[0]
+    return all(a.flags.c_contiguous and a.dtype == first.dtype for a in arrays)
 
 
 class NonFinite(NamedTuple):
@@ -289,18 +296,25 @@ class Adam(Optimizer):
     def _update(self, i: int, p: Parameter) -> None:
         beta1, beta2 = self.betas
         g = p.grad
-        if self.weight_decay:
-            if self.decoupled:  # AdamW: shrink the weights directly
-                p.data *= 1 - self.lr * self.weight_decay
-            else:
-                g = g + self.weight_decay * p.data
+        if self.weight_decay and self.decoupled:  # AdamW: shrink the weights directly
+            p.data *= 1 - self.lr * self.weight_decay
         m = self._buffer("exp_avg", i, p.data)
         v = self._buffer("exp_avg_sq", i, p.data)
+        t = self.step_count
+        if kernels.enabled() and not self.amsgrad and _contiguous(p.data, g, m, v):
+            # the same operations in one compiled pass; the Python floats rounded to the
+            # arrays' dtype as NumPy rounds them in the lines below
+            decay = 0.0 if self.decoupled else self.weight_decay
+            coefs = (beta1, 1 - beta1, beta2, 1 - beta2, decay)
+            scale = (math.sqrt(1 - beta2**t), self.eps, self.lr / (1 - beta1**t))
+            kernels.adam(p.data, g, m, v, coefs + scale)
+            return
+        if self.weight_decay and not self.decoupled:
+            g = g + self.weight_decay * p.data
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2
         v += (1 - beta2) * (g * g)
-        t = self.step_count
         bias1 = 1 - beta1**t
         bias2 = 1 - beta2**t
         if self.amsgrad:
