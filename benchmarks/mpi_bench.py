@@ -23,10 +23,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve()
 CORES = 2
-#: BLAS / torch threads per process
+#: threads per process: cnnlab's (the compiled kernels' or BLAS's) and torch's
 THREADS = 1
 
 
@@ -57,13 +58,19 @@ def _time_steps(step, barrier, steps: int) -> float:  # type: ignore[no-untyped-
 
 
 def worker_cnnlab(batch: int, steps: int) -> float:
-    from threadpoolctl import threadpool_limits
-
-    from cnnlab import models, nn, optim
-    from cnnlab.distributed import ShardedModel, world
+    from cnnlab.distributed import world
+    from cnnlab.functional import kernels
 
     w = world()
-    threadpool_limits(THREADS)
+    # THREADS threads: numba's with the compiled kernels (BLAS then on one), else BLAS's
+    with kernels.threads(THREADS):
+        return _run_cnnlab(w, batch, steps)
+
+
+def _run_cnnlab(w: Any, batch: int, steps: int) -> float:
+    from cnnlab import models, nn, optim
+    from cnnlab.distributed import ShardedModel
+
     x, y = _data(batch)
     model = models.lenet5()
     model[0].needs_input_grad = False  # as the training loop does
