@@ -433,6 +433,40 @@ def weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, 
                     partial[n, g] += out
 
 
+@njit(**_JIT)
+def weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``partial_t[n, g] = im2col(x[n])_g @ delta[n, g]ᵀ``: the transposed product, for a
+    whole output plane with fewer positions than taps.
+
+    There ``δ (F/G × P) @ fieldsᵀ (P × taps)`` is the skinny, slow orientation for BLAS
+    (measured 45 against 85 GFLOP/s float32, 20 against 50 float64, on LeNet's second
+    layer); ``fields (taps × P) @ δᵀ (P × F/G)`` gives the same sums transposed.
+
+    x: ``(N, C, H, W)``; delta: ``(N, G, F/G, OH·OW)``; partial_t: ``(N, G, taps, F/G)``;
+    the caller sums ``partial_t`` over the samples in order.
+    """
+    groups, taps, fg = partial_t.shape[1], partial_t.shape[2], partial_t.shape[3]
+    cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
+    sample_fields(x, n, cols, _U(0), sh, sw, dh, dw)
+    flat = cols.reshape(groups, taps, oh * ow)
+    errors_t = np.empty((oh * ow, fg), dtype=x.dtype)
+    for g in range(groups):
+        errors_t[...] = delta[n, g].T
+        np.dot(flat[g], errors_t, partial_t[n, g])
+
+
+@njit(**_PAR)
+def weight_error_t_parallel(x, delta, partial_t, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in prange(x.shape[0]):
+        weight_error_t_sample(x, delta, partial_t, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+
+
+@njit(**_JIT)
+def weight_error_t_serial(x, delta, partial_t, kh, kw, oh, ow, sh, sw, dh, dw):
+    for n in range(_U(x.shape[0])):
+        weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw)
+
+
 @njit(**_PAR)
 def weight_error_parallel(x, delta, partial, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):

@@ -507,8 +507,17 @@ def weight_error(
     n, filters, oh, ow = delta.shape
     fg, taps = filters // groups, x.shape[1] // groups * kernel[0] * kernel[1]
     errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
-    partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
     band = _band(x.shape[1] * kernel[0] * kernel[1] * ow * x.itemsize)
+    if oh * ow < taps and band >= oh:
+        # a whole plane with fewer positions than taps: fields @ δᵀ is the faster
+        # orientation for BLAS (same sums; measured 1.4-1.7x on LeNet's second layer)
+        partial_t = np.empty((n, groups, taps, fg), dtype=dw.dtype)
+        _pick("weight_error_t", delta.size * taps, n)(
+            np.ascontiguousarray(x), errors, partial_t, *_u(*kernel, oh, ow, *stride, *dilation)
+        )
+        dw.reshape(groups, fg, taps)[...] = partial_t.sum(axis=0).transpose(0, 2, 1)
+        return
+    partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
     _pick("weight_error", delta.size * taps, n)(
         np.ascontiguousarray(x), errors, partial, band, *_u(*kernel, oh, ow, *stride, *dilation)
     )
