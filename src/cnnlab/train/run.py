@@ -225,6 +225,10 @@ def _agree_on_start(world: World, error: Exception | None) -> None:
         )
 
 
+#: seconds an erring rank waits, after writing its report, before MPI_Abort
+_ABORT_GRACE = 1.0
+
+
 @contextmanager
 def _one_rank_errors_end_all(world: World) -> Iterator[None]:
     """Under MPI, an error met by one rank alone (a full disk on rank 0, a bug) ends
@@ -239,15 +243,21 @@ def _one_rank_errors_end_all(world: World) -> Iterator[None]:
         if world.size == 1:
             raise
         import sys
+        import time
         import traceback
 
-        traceback.print_exc()
+        # The one line that says what happened goes first: mpiexec forwards each
+        # rank's output through a pipe and stops forwarding once MPI_Abort kills the
+        # ranks, so whatever is still in flight then is lost.
         print(
             f"cnnlab: error on MPI rank {world.rank}: {exc}; ending every rank "
             "(the last checkpoint is kept: continue with --resume)",
             file=sys.stderr,
             flush=True,
         )
+        traceback.print_exc()
+        sys.stderr.flush()
+        time.sleep(_ABORT_GRACE)  # lets mpiexec forward the lines above
         world.abort(1)
         raise
 
