@@ -88,6 +88,26 @@ def test_conv_kernels_in_bands_of_output_rows(case, monkeypatch):
         assert_close(f"{name} vs numpy path", ours, ref)
 
 
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[5]])  # both dW orientations
+def test_conv_kernels_without_a_bias(case):
+    """No bias: nothing added in the forward product, no bias gradient summed."""
+    n, c, h, w_, f, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w_))
+    w = rng.standard_normal((f, c // groups, kh, kw))
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(dy))
+    with kernels.use("numba"):
+        y, cache = F.conv2d_forward(x, w, None, stride, padding, dilation, groups)
+        dx, dw, db = F.conv2d_backward(dy, cache)
+    assert db is None
+    for name, ours, theirs in (("y", y, yt), ("dx", dx, xt.grad), ("dw", dw, wt.grad)):
+        assert_close(name, ours, theirs.detach().numpy())
+
+
 @pytest.mark.parametrize("case", CONV_CASES[:3])
 def test_conv_kernels_float32(case):
     compiled, reference, torch_result = conv_both(case, np.float32)

@@ -372,10 +372,24 @@ def sample_fields(x, n, cols, i0, sh, sw, dh, dw):
 
 
 @njit(**_JIT)
-def correlate_sample(x, k, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
-    """``y[n, g] = k[g] @ im2col(x[n])_g``, ``band`` output rows at a time (in cache).
+def add_bias(out, bias, first):
+    """``out[f, :] += bias[first + f]`` (nothing when ``bias`` is empty: no bias)."""
+    if bias.size == 0:
+        return
+    rows, cols = _U(out.shape[0]), _U(out.shape[1])
+    for f in range(rows):
+        b = bias[_U(first) + f]
+        for j in range(cols):
+            out[f, j] += b
 
-    x: ``(N, C, H, W)``; k: ``(G, F/G, taps)``; y: ``(N, G, F/G, OH·OW)``.
+
+@njit(**_JIT)
+def correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``y[n, g] = k[g] @ im2col(x[n])_g + b``, ``band`` output rows at a time (in cache).
+
+    x: ``(N, C, H, W)``; k: ``(G, F/G, taps)``; bias: ``(F,)``, or empty for none;
+    y: ``(N, G, F/G, OH·OW)``. The bias is added to each band's product while it is in
+    cache (a separate ``y += b`` reads and writes all of ``y`` once more).
     """
     groups, fg, taps = k.shape[0], k.shape[1], k.shape[2]
     for i0 in range(_U(0), oh, band):
@@ -386,32 +400,53 @@ def correlate_sample(x, k, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
         if rows == oh:  # the whole plane: straight into y
             for g in range(groups):
                 np.dot(k[g], flat[g], y[n, g])
+                add_bias(y[n, g], bias, g * fg)
         else:
             out = np.empty((fg, rows * ow), dtype=x.dtype)
             for g in range(groups):
                 np.dot(k[g], flat[g], out)
+                add_bias(out, bias, g * fg)
                 y[n, g, :, i0 * ow : (i0 + rows) * ow] = out
 
 
 @njit(**_PAR)
-def correlate_parallel(x, k, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_parallel(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):
-        correlate_sample(x, k, y, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(x, k, bias, y, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def correlate_serial(x, k, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_serial(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in range(_U(x.shape[0])):
-        correlate_sample(x, k, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
-    """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``, ``band`` output rows at a time.
+def error_sums(delta, sums, n):
+    """``sums[n, g·F/G + f] = Σ_p delta[n, g, f, p]``: one sample's bias gradient (E6).
+
+    A product with a column of ones (BLAS's matrix-vector product on this thread), so
+    the sum is vectorised; nothing when ``sums`` is empty (no bias).
+    """
+    if sums.size == 0:
+        return
+    groups, fg, positions = delta.shape[1], delta.shape[2], delta.shape[3]
+    ones = np.ones(positions, dtype=delta.dtype)
+    out = np.empty(fg, dtype=delta.dtype)
+    for g in range(groups):
+        np.dot(delta[n, g], ones, out)
+        sums[n, g * fg : (g + 1) * fg] = out
+
+
+@njit(**_JIT)
+def weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+    """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``, ``band`` output rows at a time,
+    and the sample's bias gradient into ``sums[n]`` (see :func:`error_sums`).
 
     x: ``(N, C, H, W)``; delta: ``(N, G, F/G, OH·OW)``; partial: ``(N, G, F/G, taps)``;
-    the caller sums ``partial`` over the samples in order.
+    sums: ``(N, F)`` or empty; the caller sums both over the samples in order.
     """
+    error_sums(delta, sums, n)
     groups, fg, taps = partial.shape[1], partial.shape[2], partial.shape[3]
     for i0 in range(_U(0), oh, band):
         rows = min(band, oh - i0)
@@ -434,7 +469,7 @@ def weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, 
 
 
 @njit(**_JIT)
-def weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw):
     """``partial_t[n, g] = im2col(x[n])_g @ delta[n, g]ᵀ``: the transposed product, for a
     whole output plane with fewer positions than taps.
 
@@ -443,8 +478,9 @@ def weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw
     layer); ``fields (taps × P) @ δᵀ (P × F/G)`` gives the same sums transposed.
 
     x: ``(N, C, H, W)``; delta: ``(N, G, F/G, OH·OW)``; partial_t: ``(N, G, taps, F/G)``;
-    the caller sums ``partial_t`` over the samples in order.
+    sums: ``(N, F)`` or empty (:func:`error_sums`); the caller sums both over the samples.
     """
+    error_sums(delta, sums, n)
     groups, taps, fg = partial_t.shape[1], partial_t.shape[2], partial_t.shape[3]
     cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
     sample_fields(x, n, cols, _U(0), sh, sw, dh, dw)
@@ -456,24 +492,24 @@ def weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw
 
 
 @njit(**_PAR)
-def weight_error_t_parallel(x, delta, partial_t, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_parallel(x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):
-        weight_error_t_sample(x, delta, partial_t, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_t_sample(x, delta, partial_t, sums, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def weight_error_t_serial(x, delta, partial_t, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_serial(x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in range(_U(x.shape[0])):
-        weight_error_t_sample(x, delta, partial_t, n, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_PAR)
-def weight_error_parallel(x, delta, partial, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_parallel(x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in prange(x.shape[0]):
-        weight_error_sample(x, delta, partial, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(x, delta, partial, sums, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
 
 
 @njit(**_JIT)
-def weight_error_serial(x, delta, partial, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_serial(x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for n in range(_U(x.shape[0])):
-        weight_error_sample(x, delta, partial, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw)

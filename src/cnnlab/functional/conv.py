@@ -219,9 +219,14 @@ def conv2d_forward(
     if keep_fields and oh * ow >= kernel[0] * kernel[1] and not kernels.enabled():
         if x.shape[1] * kernel[0] * kernel[1] * oh * ow * x.shape[0] * x.itemsize <= CHUNK_BYTES:
             fields = receptive_fields(x_padded, kernel, stride, dilation)
-    y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
+    if kernels.enabled() and x_padded.size and w.size:
+        # compiled: the bias added to each band of products while it is in cache
+        y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
+        kernels.correlate(x_padded, w, stride, dilation, groups, y, bias=b)
+    else:
+        y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
     shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     return y, ConvCache(x_padded, w, b is not None, shape, stride, pads, dilation, groups, fields)
 
@@ -300,9 +305,12 @@ def conv2d_backward(
         dw = weight_correlation(fields, delta, groups)
     elif kernels.enabled():
         # compiled: the same sum per sample, its receptive fields copied again into cache
-        # and multiplied by its error map; the samples' products summed in order
+        # and multiplied by its error map; the samples' products summed in order. (E6)
+        # is summed there too, while each sample's error map is in cache.
         dw = np.empty(w.shape, dtype=delta.dtype)
-        kernels.weight_error(x_padded, delta, (kh, kw), stride, dilation, groups, dw)
+        db = np.empty(filters, dtype=delta.dtype) if has_bias else None
+        kernels.weight_error(x_padded, delta, (kh, kw), stride, dilation, groups, dw, db)
+        return dx, dw, db
     else:
         # one 2-D correlation per (filter, channel) pair: samples play the channels,
         # channels the batch. The zero-inserted error map is the error map dilated by

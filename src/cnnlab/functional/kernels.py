@@ -466,20 +466,26 @@ def correlate(
     dilation: tuple[int, int],
     groups: int,
     y: np.ndarray,
+    bias: np.ndarray | None = None,
 ) -> None:
     """:func:`cnnlab.functional.correlate2d` per sample: im2col and product in cache.
 
+    With ``bias``, ``y[:, f] += bias[f]`` too, while each band is in cache.
+
     Shapes
     ------
-    x: ``(N, C, H, W)``; k: ``(F, C/G, kh, kw)``; y: ``(N, F, OH, OW)`` (overwritten).
+    x: ``(N, C, H, W)``; k: ``(F, C/G, kh, kw)``; bias: ``(F,)``; y: ``(N, F, OH, OW)``
+    (overwritten).
     """
     n, filters, oh, ow = y.shape
     _, cg, kh, kw = k.shape
     fg = filters // groups
     k_mat = np.ascontiguousarray(k).reshape(groups, fg, cg * kh * kw)
+    b = np.empty(0, dtype=y.dtype) if bias is None else np.ascontiguousarray(bias)
     _pick("correlate", y.size * cg * kh * kw, n)(
         np.ascontiguousarray(x),
         k_mat,
+        b,
         y.reshape(n, groups, fg, oh * ow),
         _band(x.shape[1] * kh * kw * ow * x.itemsize),
         *_u(kh, kw, oh, ow, *stride, *dilation),
@@ -494,31 +500,47 @@ def weight_error(
     dilation: tuple[int, int],
     groups: int,
     dw: np.ndarray,
+    db: np.ndarray | None = None,
 ) -> None:
-    """``dw = Σ_n δ[n] · im2col(x[n])ᵀ``: per sample on the threads, summed in order.
+    """``dw = Σ_n δ[n] · im2col(x[n])ᵀ`` (and ``db = Σ δ``): per sample on the threads,
+    summed in order.
 
     Step (E5) without stored receptive fields: each sample's are copied again into
-    cache and multiplied at once.
+    cache and multiplied at once. With ``db``, step (E6) too: each sample's error map
+    summed while the thread has it in cache.
 
     Shapes
     ------
-    x: ``(N, C, H, W)`` (padded input); delta: ``(N, F, OH, OW)``; dw: ``(F, C/G, kh, kw)``.
+    x: ``(N, C, H, W)`` (padded input); delta: ``(N, F, OH, OW)``; dw: ``(F, C/G, kh, kw)``;
+    db: ``(F,)``.
     """
     n, filters, oh, ow = delta.shape
     fg, taps = filters // groups, x.shape[1] // groups * kernel[0] * kernel[1]
     errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
+    sums = np.empty((n, filters) if db is not None else (0, 0), dtype=dw.dtype)
     band = _band(x.shape[1] * kernel[0] * kernel[1] * ow * x.itemsize)
     if oh * ow < taps and band >= oh:
         # a whole plane with fewer positions than taps: fields @ δᵀ is the faster
         # orientation for BLAS (same sums; measured 1.4-1.7x on LeNet's second layer)
         partial_t = np.empty((n, groups, taps, fg), dtype=dw.dtype)
         _pick("weight_error_t", delta.size * taps, n)(
-            np.ascontiguousarray(x), errors, partial_t, *_u(*kernel, oh, ow, *stride, *dilation)
+            np.ascontiguousarray(x),
+            errors,
+            partial_t,
+            sums,
+            *_u(*kernel, oh, ow, *stride, *dilation),
         )
         dw.reshape(groups, fg, taps)[...] = partial_t.sum(axis=0).transpose(0, 2, 1)
-        return
-    partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
-    _pick("weight_error", delta.size * taps, n)(
-        np.ascontiguousarray(x), errors, partial, band, *_u(*kernel, oh, ow, *stride, *dilation)
-    )
-    np.sum(partial, axis=0, out=dw.reshape(groups, fg, taps))
+    else:
+        partial = np.empty((n, groups, fg, taps), dtype=dw.dtype)
+        _pick("weight_error", delta.size * taps, n)(
+            np.ascontiguousarray(x),
+            errors,
+            partial,
+            sums,
+            band,
+            *_u(*kernel, oh, ow, *stride, *dilation),
+        )
+        np.sum(partial, axis=0, out=dw.reshape(groups, fg, taps))
+    if db is not None:
+        np.sum(sums, axis=0, out=db)
