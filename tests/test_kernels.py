@@ -31,6 +31,8 @@ CONV_CASES = [
     (2, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1),  # LeNet conv1
     (2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),  # LeNet conv2
     (1, 3, 4, 3, 2, 2, 2, 2, 0, 1, 1),  # a 4×3 input with stride 2
+    (1, 2, 3, 3, 2, 3, 3, 4, 6, 1, 1),  # stride > kernel: input cells no tap reaches
+    (2, 2, 9, 7, 3, 3, 2, (1, 2), 1, (2, 3), 1),  # dilation across stride phases
 ]
 #: (N, C, H, W, kernel, stride, padding)
 POOL_CASES = [
@@ -79,9 +81,21 @@ def test_conv_kernels_match_torch_and_the_numpy_path(case):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_kernels_in_bands_of_output_rows(case, monkeypatch):
+def test_conv_kernels_input_error_as_short_runs(case, monkeypatch):
+    """Wide output rows scatter the input gradient straight into dx (no phase planes)."""
+    monkeypatch.setattr(kernels, "PHASE_MAX_WIDTH", 0)
+    compiled, reference, torch_result = conv_both(case, np.float64)
+    for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
+        assert_close(f"{name} vs torch", ours, theirs)
+        assert_close(f"{name} vs numpy path", ours, ref)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("phase_max_width", [0, 64])
+def test_conv_kernels_in_bands_of_output_rows(case, phase_max_width, monkeypatch):
     """Large planes are done a band of output rows at a time: here one row per band."""
     monkeypatch.setattr(kernels, "BAND_BYTES", 1)
+    monkeypatch.setattr(kernels, "PHASE_MAX_WIDTH", phase_max_width)
     compiled, reference, torch_result = conv_both(case, np.float64)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert_close(f"{name} vs torch", ours, theirs)

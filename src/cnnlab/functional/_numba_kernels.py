@@ -356,6 +356,99 @@ def input_error_serial(delta, k_t, dx, band, ow, sh, sw, dh, dw, top, left, rl, 
         input_error_sample(delta, k_t, dx, n, band, ow, sh, sw, dh, dw, top, left, rl, rh, cl, ch)
 
 
+@njit(**_JIT)
+def input_error_phase_sample(
+    delta, k_t, dx, pad, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, pitch
+):
+    """:func:`input_error_sample` as long runs of additions, over the stride's phases.
+
+    Tap ``(m, q)`` at output position ``(i, j)`` reaches padded-input row ``i·sh + m·dh``
+    ``= sh·(i + (m·dh) // sh) + (m·dh) % sh``: row ``i + (m·dh) // sh`` of the *phase*
+    ``(m·dh) % sh`` — the padded rows ``≡ phase (mod sh)`` (likewise for columns). Each
+    of the ``sh·sw`` phase planes has rows ``pitch = OW + (dw·(kw-1)) // sw`` wide; laid
+    out with that row pitch too (zeros in the extra columns), the error map's products
+    for one tap land on one contiguous run of its phase plane, ``rows·pitch`` long:
+    one long, vectorised addition per tap instead of a short one per output row (the
+    zero columns add nothing, also where a run wraps past a row's end). The phases are
+    then interleaved back into ``dx[n]``: padded cell ``(r + top, s + left)``; cells of
+    the forward pass's padding are dropped as (E3) crops them, and input rows or
+    columns no window reached get zero.
+
+    delta: ``(N, G, F/G, OH·OW)``; k_t: ``(G, taps, F/G)``; dx: ``(N, C, H, W)``
+    (overwritten); pad: this thread's scratch, ``(C, sh·sw, rows·pitch)`` with
+    ``rows = OH + (dh·(kh-1)) // sh``.
+    """
+    groups, taps, fg = k_t.shape[0], k_t.shape[1], k_t.shape[2]
+    channels, phases, plane = _U(pad.shape[0]), _U(pad.shape[1]), _U(pad.shape[2])
+    height, width = _U(dx.shape[2]), _U(dx.shape[3])
+    for c in range(channels):
+        for p in range(phases):
+            for t in range(plane):
+                pad[c, p, t] = 0
+    for i0 in range(_U(0), oh, band):
+        rows = min(band, oh - i0)
+        errors = np.zeros((groups, fg, rows * pitch), dtype=delta.dtype)
+        for g in range(groups):
+            for f in range(fg):
+                for i in range(rows):
+                    for j in range(ow):
+                        errors[g, f, i * pitch + j] = delta[n, g, f, (i0 + i) * ow + j]
+        products = np.empty((groups, taps, rows * pitch), dtype=delta.dtype)
+        for g in range(groups):
+            np.dot(k_t[g], errors[g], products[g])
+        cols = products.reshape(groups * taps, rows * pitch)
+        for c in range(channels):
+            for m in range(kh):
+                phase_row, shift_row = (m * dh) % sh, (m * dh) // sh
+                for q in range(kw):
+                    phase = phase_row * sw + (q * dw) % sw
+                    tap = (c * kh + m) * kw + q
+                    start = (i0 + shift_row) * pitch + (q * dw) // sw
+                    for t in range(min(rows * pitch, plane - start)):
+                        pad[c, phase, start + t] += cols[tap, t]
+    lines = plane // pitch
+    for c in range(channels):
+        for r in range(height):
+            row = r + top
+            if row // sh >= lines:  # a row no window reached
+                for s in range(width):
+                    dx[n, c, r, s] = 0
+                continue
+            phase_row, at_row = (row % sh) * sw, (row // sh) * pitch
+            for pc in range(sw):  # the columns s with (s + left) % sw == pc
+                s0 = (pc + sw - left % sw) % sw
+                first = (s0 + left) // sw
+                count = (width - s0 + sw - _U(1)) // sw if s0 < width else _U(0)
+                inside = min(count, pitch - first) if first < pitch else _U(0)
+                source = pad[c, phase_row + pc]
+                for k in range(inside):
+                    dx[n, c, r, s0 + k * sw] = source[at_row + first + k]
+                for k in range(inside, count):  # columns no window reached
+                    dx[n, c, r, s0 + k * sw] = 0
+
+
+@njit(**_PAR)
+def input_error_phase_parallel(
+    delta, k_t, dx, plane, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, pitch
+):
+    for n in prange(delta.shape[0]):
+        pad = np.empty((dx.shape[1], sh * sw, plane), dtype=dx.dtype)
+        input_error_phase_sample(
+            delta, k_t, dx, pad, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, pitch
+        )
+
+
+@njit(**_JIT)
+def input_error_phase_serial(
+    delta, k_t, dx, plane, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, pitch
+):
+    pad = np.empty((dx.shape[1], sh * sw, plane), dtype=dx.dtype)
+    for n in range(_U(delta.shape[0])):
+        input_error_phase_sample(
+            delta, k_t, dx, pad, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, pitch
+        )
+
+
 # -- fused: each sample's receptive fields copied and multiplied while in cache ---------
 @njit(**_JIT)
 def sample_fields(x, n, cols, i0, sh, sw, dh, dw):

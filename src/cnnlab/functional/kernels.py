@@ -49,6 +49,7 @@ __all__ = [
     "BAND_BYTES",
     "ENV_VAR",
     "PARALLEL_MIN",
+    "PHASE_MAX_WIDTH",
     "KernelsUnavailable",
     "adam",
     "backend",
@@ -75,6 +76,10 @@ ENV_VAR = "CNNLAB_KERNELS"
 #: bytes of one band of receptive fields (or products) a convolution kernel works on:
 #: with its operands and result it stays in the per-core L2 cache (2 MB here)
 BAND_BYTES = 2**20
+#: output rows at most this wide get the input gradient as long runs over phase planes
+#: (measured 1.2-2x faster up to 32 columns; on 56-column rows the short-run scatter
+#: straight into dx was 5-9 % faster, its runs being long already)
+PHASE_MAX_WIDTH = 32
 #: arrays with fewer elements run on the calling thread (measured with OpenMP threads:
 #: a 32k-element ReLU takes 4 µs on one thread, and handing out work costs about as much)
 PARALLEL_MIN = 1 << 15
@@ -446,17 +451,33 @@ def input_error(
     fg, taps = filters // groups, cg * kh * kw
     k_t = np.ascontiguousarray(w.reshape(groups, fg, taps).transpose(0, 2, 1))
     errors = np.ascontiguousarray(delta).reshape(n, groups, fg, oh * ow)
+    if not dx.size:
+        return
+    size = delta.size * cg * kh * kw // max(1, fg)
+    if ow <= PHASE_MAX_WIDTH:
+        # each tap's products added as one long run over its phase plane (see the kernel)
+        pitch = ow + dilation[1] * (kw - 1) // stride[1]
+        plane = (oh + dilation[0] * (kh - 1) // stride[0]) * pitch
+        band = _band(dx.shape[1] * kh * kw * pitch * dx.itemsize)
+        _pick("input_error_phase", size, n)(
+            errors,
+            k_t,
+            dx,
+            *_u(plane),
+            band,
+            *_u(kh, kw, oh, ow, *stride, *dilation, *before, pitch),
+        )
+        return
     rows = _valid_range(
         range(0, dilation[0] * kh, dilation[0]), stride[0], oh, before[0], dx.shape[2]
     )
     columns = _valid_range(
         range(0, dilation[1] * kw, dilation[1]), stride[1], ow, before[1], dx.shape[3]
     )
-    if dx.size:
-        band = _band(dx.shape[1] * kh * kw * ow * dx.itemsize)
-        _pick("input_error", delta.size * cg * kh * kw // max(1, fg), delta.shape[0])(
-            errors, k_t, dx, band, *_u(ow, *stride, *dilation, *before), *rows, *columns
-        )
+    band = _band(dx.shape[1] * kh * kw * ow * dx.itemsize)
+    _pick("input_error", size, n)(
+        errors, k_t, dx, band, *_u(ow, *stride, *dilation, *before), *rows, *columns
+    )
 
 
 def correlate(
