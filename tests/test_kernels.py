@@ -15,6 +15,8 @@ import pytest
 import torch
 
 pytest.importorskip("numba")
+#: PyTorch notes that it pads a copy for the asymmetric 'same' case; so do we
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
 from cnnlab import functional as F
 from cnnlab import models, nn, optim
@@ -33,6 +35,7 @@ CONV_CASES = [
     (1, 3, 4, 3, 2, 2, 2, 2, 0, 1, 1),  # a 4×3 input with stride 2
     (1, 2, 3, 3, 2, 3, 3, 4, 6, 1, 1),  # stride > kernel: input cells no tap reaches
     (2, 2, 9, 7, 3, 3, 2, (1, 2), 1, (2, 3), 1),  # dilation across stride phases
+    (2, 2, 5, 6, 3, 4, 3, 1, "same", (1, 2), 1),  # 'same': the extra row/column after
 ]
 #: (N, C, H, W, kernel, stride, padding)
 POOL_CASES = [
@@ -73,7 +76,9 @@ def conv_both(case, dtype, seed=0):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_kernels_match_torch_and_the_numpy_path(case):
+@pytest.mark.parametrize("unpadded_min", [0, 1 << 40])  # padding read as zeros, or made
+def test_conv_kernels_match_torch_and_the_numpy_path(case, unpadded_min, monkeypatch):
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", unpadded_min)
     compiled, reference, torch_result = conv_both(case, np.float64)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert_close(f"{name} vs torch", ours, theirs)
@@ -81,9 +86,10 @@ def test_conv_kernels_match_torch_and_the_numpy_path(case):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_kernels_input_error_as_short_runs(case, monkeypatch):
+def test_conv_kernels_input_error_straight_into_dx(case, monkeypatch):
     """Wide output rows scatter the input gradient straight into dx (no phase planes)."""
     monkeypatch.setattr(kernels, "PHASE_MAX_WIDTH", 0)
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", 0)
     compiled, reference, torch_result = conv_both(case, np.float64)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert_close(f"{name} vs torch", ours, theirs)
@@ -96,6 +102,7 @@ def test_conv_kernels_in_bands_of_output_rows(case, phase_max_width, monkeypatch
     """Large planes are done a band of output rows at a time: here one row per band."""
     monkeypatch.setattr(kernels, "BAND_BYTES", 1)
     monkeypatch.setattr(kernels, "PHASE_MAX_WIDTH", phase_max_width)
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", 0)
     compiled, reference, torch_result = conv_both(case, np.float64)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert_close(f"{name} vs torch", ours, theirs)
@@ -120,6 +127,26 @@ def test_conv_kernels_without_a_bias(case):
     assert db is None
     for name, ours, theirs in (("y", y, yt), ("dx", dx, xt.grad), ("dw", dw, wt.grad)):
         assert_close(name, ours, theirs.detach().numpy())
+
+
+@pytest.mark.parametrize("engines", [("numba", "numpy"), ("numpy", "numba")])
+def test_conv_engine_switched_between_forward_and_backward(engines, monkeypatch):
+    """The compiled forward keeps the input unpadded; either backward must read it right."""
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", 0)
+    case = CONV_CASES[0]  # padding >= kernel, non-square, stride and dilation
+    *_, torch_result = conv_both(case, np.float64)  # same seeds as below
+    n, c, h, w_, f, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w_))
+    w = rng.standard_normal((f, c // groups, kh, kw))
+    b = rng.standard_normal(f)
+    with kernels.use(engines[0]):
+        y, cache = F.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    with kernels.use(engines[1]):
+        result = [y, *F.conv2d_backward(dy, cache)]
+    for name, ours, theirs in zip(("y", "dx", "dw", "db"), result, torch_result):
+        assert_close(name, ours, theirs)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:3])

@@ -451,17 +451,34 @@ def input_error_phase_serial(
 
 # -- fused: each sample's receptive fields copied and multiplied while in cache ---------
 @njit(**_JIT)
-def sample_fields(x, n, cols, i0, sh, sw, dh, dw):
-    """``cols[c, m, q, i, j] = x[n, c, (i0 + i)·sh + m·dh, j·sw + q·dw]``: a band's im2col."""
+def sample_fields(x, n, cols, i0, sh, sw, dh, dw, top, left, cl, ch):
+    """``cols[c, m, q, i, j] = x_padded[n, c, (i0 + i)·sh + m·dh, j·sw + q·dw]``: a band's
+    im2col, read from the unpadded ``x`` (``top`` rows and ``left`` columns of zeros
+    before it; the padding is never materialised).
+
+    Tap column ``q`` reads inside ``x`` for the output columns ``cl[q] <= j < ch[q]``
+    (zeros either side); a row outside ``x`` gives a row of zeros.
+    """
     channels, kh, kw = _U(cols.shape[0]), _U(cols.shape[1]), _U(cols.shape[2])
     rows, ow = _U(cols.shape[3]), _U(cols.shape[4])
+    height = _U(x.shape[2])
     for c in range(channels):
         for m in range(kh):
             for q in range(kw):
+                lo, hi = cl[q], ch[q]
+                shift = q * dw  # the column read is j·sw + shift - left, for lo <= j < hi
                 for i in range(rows):
                     row = (i0 + i) * sh + m * dh
-                    for j in range(ow):
-                        cols[c, m, q, i, j] = x[n, c, row, j * sw + q * dw]
+                    if row < top or row - top >= height:
+                        for j in range(ow):
+                            cols[c, m, q, i, j] = 0
+                        continue
+                    for j in range(lo):
+                        cols[c, m, q, i, j] = 0
+                    for j in range(lo, hi):
+                        cols[c, m, q, i, j] = x[n, c, row - top, j * sw + shift - left]
+                    for j in range(hi, ow):
+                        cols[c, m, q, i, j] = 0
 
 
 @njit(**_JIT)
@@ -477,7 +494,7 @@ def add_bias(out, bias, first):
 
 
 @njit(**_JIT)
-def correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch):
     """``y[n, g] = k[g] @ im2col(x[n])_g + b``, ``band`` output rows at a time (in cache).
 
     x: ``(N, C, H, W)``; k: ``(G, F/G, taps)``; bias: ``(F,)``, or empty for none;
@@ -488,7 +505,7 @@ def correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
     for i0 in range(_U(0), oh, band):
         rows = min(band, oh - i0)
         cols = np.empty((x.shape[1], kh, kw, rows, ow), dtype=x.dtype)
-        sample_fields(x, n, cols, i0, sh, sw, dh, dw)
+        sample_fields(x, n, cols, i0, sh, sw, dh, dw, top, left, cl, ch)
         flat = cols.reshape(groups, taps, rows * ow)
         if rows == oh:  # the whole plane: straight into y
             for g in range(groups):
@@ -503,15 +520,17 @@ def correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
 
 
 @njit(**_PAR)
-def correlate_parallel(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_parallel(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch):
     for n in prange(x.shape[0]):
-        correlate_sample(x, k, bias, y, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(
+            x, k, bias, y, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+        )
 
 
 @njit(**_JIT)
-def correlate_serial(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def correlate_serial(x, k, bias, y, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch):
     for n in range(_U(x.shape[0])):
-        correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
+        correlate_sample(x, k, bias, y, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch)
 
 
 @njit(**_JIT)
@@ -532,7 +551,9 @@ def error_sums(delta, sums, n):
 
 
 @njit(**_JIT)
-def weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_sample(
+    x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     """``partial[n, g] = delta[n, g] @ im2col(x[n])_gᵀ``, ``band`` output rows at a time,
     and the sample's bias gradient into ``sums[n]`` (see :func:`error_sums`).
 
@@ -544,7 +565,7 @@ def weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw
     for i0 in range(_U(0), oh, band):
         rows = min(band, oh - i0)
         cols = np.empty((x.shape[1], kh, kw, rows, ow), dtype=x.dtype)
-        sample_fields(x, n, cols, i0, sh, sw, dh, dw)
+        sample_fields(x, n, cols, i0, sh, sw, dh, dw, top, left, cl, ch)
         flat = cols.reshape(groups, taps, rows * ow)
         if rows == oh:
             for g in range(groups):
@@ -562,7 +583,9 @@ def weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw
 
 
 @njit(**_JIT)
-def weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_sample(
+    x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     """``partial_t[n, g] = im2col(x[n])_g @ delta[n, g]ᵀ``: the transposed product, for a
     whole output plane with fewer positions than taps.
 
@@ -576,7 +599,7 @@ def weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, 
     error_sums(delta, sums, n)
     groups, taps, fg = partial_t.shape[1], partial_t.shape[2], partial_t.shape[3]
     cols = np.empty((x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
-    sample_fields(x, n, cols, _U(0), sh, sw, dh, dw)
+    sample_fields(x, n, cols, _U(0), sh, sw, dh, dw, top, left, cl, ch)
     flat = cols.reshape(groups, taps, oh * ow)
     errors_t = np.empty((oh * ow, fg), dtype=x.dtype)
     for g in range(groups):
@@ -585,24 +608,40 @@ def weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, 
 
 
 @njit(**_PAR)
-def weight_error_t_parallel(x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_parallel(
+    x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     for n in prange(x.shape[0]):
-        weight_error_t_sample(x, delta, partial_t, sums, _U(n), kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_t_sample(
+            x, delta, partial_t, sums, _U(n), kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+        )
 
 
 @njit(**_JIT)
-def weight_error_t_serial(x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_t_serial(
+    x, delta, partial_t, sums, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     for n in range(_U(x.shape[0])):
-        weight_error_t_sample(x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_t_sample(
+            x, delta, partial_t, sums, n, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+        )
 
 
 @njit(**_PAR)
-def weight_error_parallel(x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_parallel(
+    x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     for n in prange(x.shape[0]):
-        weight_error_sample(x, delta, partial, sums, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(
+            x, delta, partial, sums, _U(n), band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+        )
 
 
 @njit(**_JIT)
-def weight_error_serial(x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw):
+def weight_error_serial(
+    x, delta, partial, sums, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+):
     for n in range(_U(x.shape[0])):
-        weight_error_sample(x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw)
+        weight_error_sample(
+            x, delta, partial, sums, n, band, kh, kw, oh, ow, sh, sw, dh, dw, top, left, cl, ch
+        )

@@ -59,7 +59,9 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 class ConvCache(NamedTuple):
     """What :func:`conv2d_backward` needs from the forward pass."""
 
-    x_padded: np.ndarray  #: the zero-padded input a^{l-1}, (N, C, H+pt+pb, W+pl+pr)
+    #: the zero-padded input a^{l-1}, (N, C, H+pt+pb, W+pl+pr); or, when ``padded`` is
+    #: False, the input itself (the compiled kernels read the padding without making it)
+    x_padded: np.ndarray
     w: np.ndarray  #: the filters, (F, C/groups, kh, kw)
     has_bias: bool  #: whether a bias was added (db is None otherwise)
     x_shape: tuple[int, int, int, int]  #: the input's shape (N, C, H, W)
@@ -69,6 +71,8 @@ class ConvCache(NamedTuple):
     groups: int
     #: the padded input's receptive fields, as the forward product read them (or None)
     fields: np.ndarray | None = None
+    #: whether ``x_padded`` holds the padding (False: the unpadded input)
+    padded: bool = True
 
 
 def conv_padding(
@@ -210,24 +214,35 @@ def conv2d_forward(
                 f"padded input's {name} {padded} (input {x.shape[2 + a]} + padding "
                 f"{pads[a][0]}+{pads[a][1]}); expected at most {padded}"
             )
-    x_padded = pad2d(x, pads)
     kernel = (w.shape[2], w.shape[3])
-    oh, ow = (output_size(x_padded.shape[2 + a], kernel[a], stride[a], dilation[a]) for a in (0, 1))
+    oh, ow = (
+        output_size(x.shape[2 + a] + sum(pads[a]), kernel[a], stride[a], dilation[a])
+        for a in (0, 1)
+    )
+    shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    unpadded = x.nbytes >= kernels.UNPADDED_MIN_BYTES or not any(map(any, pads))
+    if unpadded and kernels.enabled() and x.size and w.size:
+        # compiled: the receptive fields read straight from x (the padding's zeros are
+        # never written), the bias added to each band of products while it is in cache
+        y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
+        before = (pads[0][0], pads[1][0])
+        kernels.correlate(x, w, stride, dilation, groups, y, bias=b, before=before)
+        cache = ConvCache(x, w, b is not None, shape, stride, pads, dilation, groups, padded=False)
+        return y, cache
+    x_padded = pad2d(x, pads)
     fields = None
     # the compiled kernels keep no fields: copying a sample's again in the backward pass,
     # while it stays in cache, costs less than writing and reading them all back
     if keep_fields and oh * ow >= kernel[0] * kernel[1] and not kernels.enabled():
         if x.shape[1] * kernel[0] * kernel[1] * oh * ow * x.shape[0] * x.itemsize <= CHUNK_BYTES:
             fields = receptive_fields(x_padded, kernel, stride, dilation)
-    if kernels.enabled() and x_padded.size and w.size:
-        # compiled: the bias added to each band of products while it is in cache
+    if kernels.enabled() and x.size and w.size:  # a small input: padded in cache first
         y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
         kernels.correlate(x_padded, w, stride, dilation, groups, y, bias=b)
     else:
         y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-    shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     return y, ConvCache(x_padded, w, b is not None, shape, stride, pads, dilation, groups, fields)
 
 
@@ -264,12 +279,12 @@ def conv2d_backward(
     ------
     dy: ``(N, F, OH, OW)``; dx: ``(N, C, H, W)``; dw: ``(F, C/groups, kh, kw)``; db: ``(F,)``.
     """
-    x_padded, w, has_bias, x_shape, stride, padding, dilation, groups, fields = cache
+    x_padded, w, has_bias, x_shape, stride, padding, dilation, groups, fields, padded = cache
     n, channels, height, width = x_shape
     filters, cg, kh, kw = w.shape
     fg = filters // groups
-    oh = (x_padded.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (x_padded.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    oh = output_size(height + sum(padding[0]), kh, stride[0], dilation[0])
+    ow = output_size(width + sum(padding[1]), kw, stride[1], dilation[1])
     delta = float_array(dy, "dy", ndim=4)
     if delta.shape != (n, filters, oh, ow):
         raise ValueError(
@@ -309,9 +324,14 @@ def conv2d_backward(
         # is summed there too, while each sample's error map is in cache.
         dw = np.empty(w.shape, dtype=delta.dtype)
         db = np.empty(filters, dtype=delta.dtype) if has_bias else None
-        kernels.weight_error(x_padded, delta, (kh, kw), stride, dilation, groups, dw, db)
+        before = (padding[0][0], padding[1][0]) if not padded else (0, 0)
+        kernels.weight_error(
+            x_padded, delta, (kh, kw), stride, dilation, groups, dw, db, before=before
+        )
         return dx, dw, db
     else:
+        if not padded:  # a forward pass on the compiled kernels left the padding unmade
+            x_padded = pad2d(x_padded, padding)
         # one 2-D correlation per (filter, channel) pair: samples play the channels,
         # channels the batch. The zero-inserted error map is the error map dilated by
         # the stride, so the roles swap: kernel dilation = forward stride, step over the
