@@ -15,12 +15,13 @@ import pytest
 import torch
 
 pytest.importorskip("numba")
-#: PyTorch notes that it pads a copy for the asymmetric 'same' case; so do we
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
 from cnnlab import functional as F
 from cnnlab import models, nn, optim
 from cnnlab.functional import kernels
+
+#: PyTorch notes that it pads a copy for the asymmetric 'same' case; so do we
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
 TOL64 = 1e-10
 
