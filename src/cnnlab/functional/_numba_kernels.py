@@ -462,21 +462,39 @@ def sample_fields(x, n, cols, i0, sh, sw, dh, dw, top, left, cl, ch):
     channels, kh, kw = _U(cols.shape[0]), _U(cols.shape[1]), _U(cols.shape[2])
     rows, ow = _U(cols.shape[3]), _U(cols.shape[4])
     height = _U(x.shape[2])
+    plain = top == 0 and left == 0 and (i0 + rows - _U(1)) * sh + (kh - _U(1)) * dh < height
+    for q in range(kw):
+        plain = plain and cl[q] == 0 and ch[q] == ow
+    if plain:  # every read inside x: the plain copy, which the compiler vectorises best
+        for c in range(channels):
+            for m in range(kh):
+                for q in range(kw):
+                    for i in range(rows):
+                        row = (i0 + i) * sh + m * dh
+                        for j in range(ow):
+                            cols[c, m, q, i, j] = x[n, c, row, j * sw + q * dw]
+        return
     for c in range(channels):
         for m in range(kh):
             for q in range(kw):
                 lo, hi = cl[q], ch[q]
-                shift = q * dw  # the column read is j·sw + shift - left, for lo <= j < hi
+                inside = lo == 0 and hi == ow  # every column of this tap reads inside x
+                shift = q * dw - left  # column j reads j·sw + shift (wraps, never negative)
                 for i in range(rows):
                     row = (i0 + i) * sh + m * dh
                     if row < top or row - top >= height:
                         for j in range(ow):
                             cols[c, m, q, i, j] = 0
                         continue
+                    r = row - top
+                    if inside:  # the plain copy: the loop the compiler vectorises best
+                        for j in range(ow):
+                            cols[c, m, q, i, j] = x[n, c, r, j * sw + shift]
+                        continue
                     for j in range(lo):
                         cols[c, m, q, i, j] = 0
                     for j in range(lo, hi):
-                        cols[c, m, q, i, j] = x[n, c, row - top, j * sw + shift - left]
+                        cols[c, m, q, i, j] = x[n, c, r, j * sw + shift]
                     for j in range(hi, ow):
                         cols[c, m, q, i, j] = 0
 
