@@ -10,6 +10,8 @@ and fuzz tests a second time with ``CNNLAB_KERNELS=numpy``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -368,3 +370,31 @@ def test_cli_says_how_to_install_numba_when_it_is_forced_but_missing(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "cnnlab: error: CNNLAB_KERNELS=numba but numba does not import" in proc.stderr
     assert "pip install 'cnnlab[fast]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cache_is_warm_reads_numbas_cache_folder(tmp_path, monkeypatch):
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6))
+    with kernels.use("numba"):
+        F.conv2d_forward(x, np.ones((2, 1, 3, 3)), None)  # loads (or compiles) the kernels
+        folder = kernels._cache_dir()
+        assert folder is not None and any(folder.glob("_numba_kernels.*.nbi")), folder
+        assert kernels.cache_is_warm()
+        monkeypatch.setattr(kernels, "_cache_dir", lambda: tmp_path)
+        assert not kernels.cache_is_warm()  # an empty cache: the first convolution compiles
+        entry = tmp_path / "_numba_kernels.correlate_parallel-1.py311.nbi"
+        entry.write_bytes(b"")
+        assert kernels.cache_is_warm()
+        os.utime(entry, (0, 0))  # older than the kernels' source: numba recompiles
+        assert not kernels.cache_is_warm()
+    with kernels.use("numpy"):
+        assert kernels.cache_is_warm()  # nothing to compile
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_training_says_when_the_kernels_compile_first(tmp_path, monkeypatch, capsys, warm):
+    from cnnlab.train import TrainConfig, fit
+
+    monkeypatch.setattr(kernels, "cache_is_warm", lambda: warm)
+    fit(TrainConfig(epochs=1, out=str(tmp_path / "run"), progress=False))
+    said = "compiling the numba kernels for this machine, once" in capsys.readouterr().err
+    assert said is not warm

@@ -36,6 +36,7 @@ from cnnlab.nn.module import Module
 from cnnlab.train.loop import Callback, Trainer
 
 __all__ = [
+    "AnnounceCompile",
     "AnnounceRanks",
     "Augment",
     "AugmentPreview",
@@ -195,6 +196,22 @@ class AnnounceRanks(Callback):
             f"cnnlab: data-parallel on {self.ranks} MPI ranks, {size} images per step "
             f"(about {size // self.ranks} per rank); if a rank dies, mpiexec ends the "
             "job and the last checkpoint (written after every epoch) resumes it",
+            file=self.stream or sys.stderr,
+            flush=True,
+        )
+
+
+class AnnounceCompile(Callback):
+    """One line on stderr before the first step when the compiled kernels are not yet
+    cached on this machine: the first batch then waits for numba to compile them."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def before_fit(self, t: Trainer) -> None:
+        print(
+            "cnnlab: compiling the numba kernels for this machine, once (about a minute; "
+            "later runs load them in a second). CNNLAB_KERNELS=numpy runs without them.",
             file=self.stream or sys.stderr,
             flush=True,
         )

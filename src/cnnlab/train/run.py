@@ -33,9 +33,11 @@ from cnnlab.distributed import LOCAL, ShardedModel, World, share_cores
 from cnnlab.distributed import world as mpi_world
 from cnnlab.errors import TrainingError, TrainingInterrupted
 from cnnlab.evaluate import evaluate
+from cnnlab.functional import kernels
 from cnnlab.nn.losses import CrossEntropyLoss
 from cnnlab.nn.module import Module
 from cnnlab.train.callbacks import (
+    AnnounceCompile,
     AnnounceRanks,
     Augment,
     AugmentPreview,
@@ -282,6 +284,8 @@ def standard_callbacks(
     cbs: list[Callback] = [NaNGuard(ckpt_path), Recorder()]
     if world.size > 1 and cfg.verbose:
         cbs.append(AnnounceRanks(world.size))
+    if cfg.verbose and not kernels.cache_is_warm():
+        cbs.append(AnnounceCompile())
     if val_set is not None:
         cbs.append(Validate(val_set))
     if cfg.progress:
