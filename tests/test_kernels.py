@@ -22,7 +22,7 @@ from cnnlab import functional as F
 from cnnlab import models, nn, optim
 from cnnlab.functional import kernels
 
-#: PyTorch notes that it pads a copy for the asymmetric 'same' case; so do we
+#: PyTorch notes that it pads a copy for the asymmetric 'same' case (small inputs here too)
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
 TOL64 = 1e-10
@@ -39,6 +39,7 @@ CONV_CASES = [
     (1, 2, 3, 3, 2, 3, 3, 4, 6, 1, 1),  # stride > kernel: input cells no tap reaches
     (2, 2, 9, 7, 3, 3, 2, (1, 2), 1, (2, 3), 1),  # dilation across stride phases
     (2, 2, 5, 6, 3, 4, 3, 1, "same", (1, 2), 1),  # 'same': the extra row/column after
+    (1, 1, 1, 1, 2, 1, 2, 1, (0, 50), (1, 100), 1),  # padding beyond every tap's reach
 ]
 #: (N, C, H, W, kernel, stride, padding)
 POOL_CASES = [
@@ -101,11 +102,12 @@ def test_conv_kernels_input_error_straight_into_dx(case, monkeypatch):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("phase_max_width", [0, 64])
-def test_conv_kernels_in_bands_of_output_rows(case, phase_max_width, monkeypatch):
+@pytest.mark.parametrize("unpadded_min", [0, 1 << 40])
+def test_conv_kernels_in_bands_of_output_rows(case, phase_max_width, unpadded_min, monkeypatch):
     """Large planes are done a band of output rows at a time: here one row per band."""
     monkeypatch.setattr(kernels, "BAND_BYTES", 1)
     monkeypatch.setattr(kernels, "PHASE_MAX_WIDTH", phase_max_width)
-    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", 0)
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", unpadded_min)
     compiled, reference, torch_result = conv_both(case, np.float64)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert_close(f"{name} vs torch", ours, theirs)
@@ -153,7 +155,9 @@ def test_conv_engine_switched_between_forward_and_backward(engines, monkeypatch)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:3])
-def test_conv_kernels_float32(case):
+@pytest.mark.parametrize("unpadded_min", [0, 1 << 40])
+def test_conv_kernels_float32(case, unpadded_min, monkeypatch):
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", unpadded_min)
     compiled, reference, torch_result = conv_both(case, np.float32)
     for name, ours, ref, theirs in zip(("y", "dx", "dw", "db"), compiled, reference, torch_result):
         assert ours.dtype == np.float32, name
@@ -398,3 +402,13 @@ def test_training_says_when_the_kernels_compile_first(tmp_path, monkeypatch, cap
     fit(TrainConfig(epochs=1, out=str(tmp_path / "run"), progress=False))
     said = "compiling the numba kernels for this machine, once" in capsys.readouterr().err
     assert said is not warm
+
+
+def test_conv_kernels_on_an_empty_batch(monkeypatch):
+    monkeypatch.setattr(kernels, "UNPADDED_MIN_BYTES", 0)
+    w, b = np.ones((3, 2, 3, 3)), np.ones(3)
+    with kernels.use("numba"):
+        y, cache = F.conv2d_forward(np.zeros((0, 2, 5, 5)), w, b, 1, 1)
+        dx, dw, db = F.conv2d_backward(np.zeros(y.shape), cache)
+    assert y.shape == (0, 3, 5, 5) and dx.shape == (0, 2, 5, 5)
+    assert not dw.any() and not db.any() and dw.shape == w.shape

@@ -369,7 +369,10 @@ def input_error_phase_sample(
     out with that row pitch too (zeros in the extra columns), the error map's products
     for one tap land on one contiguous run of its phase plane, ``rows·pitch`` long:
     one long, vectorised addition per tap instead of a short one per output row (the
-    zero columns add nothing, also where a run wraps past a row's end). The phases are
+    zero columns add nothing, also where a run wraps past a row's end — unless a weight
+    is infinite or NaN: ``0·inf`` is NaN, so a cell the direct scatter leaves at ``inf``
+    may read NaN here; training stops at the first non-finite value either way). The
+    phases are
     then interleaved back into ``dx[n]``: padded cell ``(r + top, s + left)``; cells of
     the forward pass's padding are dropped as (E3) crops them, and input rows or
     columns no window reached get zero.

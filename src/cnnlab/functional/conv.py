@@ -176,8 +176,9 @@ def conv2d_forward(
     y : ndarray
         ``net^l``, dtype of ``x``.
     cache : ConvCache
-        For :func:`conv2d_backward`. Without padding it holds ``x`` itself (no copy):
-        do not modify ``x`` in place before the backward pass.
+        For :func:`conv2d_backward`. Without padding, and with the compiled kernels for
+        inputs of :data:`~cnnlab.functional.kernels.UNPADDED_MIN_BYTES` or more, it holds
+        ``x`` itself (no copy): do not modify ``x`` in place before the backward pass.
 
     Shapes
     ------

@@ -257,11 +257,13 @@ def _cache_dir() -> Path | None:
 
 
 def cache_is_warm() -> bool:
-    """Whether the compiled kernels will load from numba's cache rather than compile.
+    """Whether the compiled kernels will (likely) load from numba's cache, not compile.
 
-    False when the kernels are in use and no cache entry is newer than their source:
-    the first convolution then compiles them (about 45 s on 2 cores, once per machine
-    and cnnlab version). True on the NumPy path, or when the cache cannot be located.
+    A heuristic: False when the kernels are in use and no entry of their cache is newer
+    than their source — the first convolution then compiles them (about 45 s on 2
+    cores, once per machine and cnnlab version). One up-to-date entry counts as warm,
+    though the kernels of another dtype may still compile (a few seconds each). True on
+    the NumPy path, or when the cache cannot be located or read.
     """
     if not enabled():
         return True
@@ -269,8 +271,11 @@ def cache_is_warm() -> bool:
     if folder is None:
         return True
     source = Path(_module().__file__).stat().st_mtime
-    entries = folder.glob("_numba_kernels.*.nbi") if folder.is_dir() else ()
-    return any(entry.stat().st_mtime >= source for entry in entries)
+    try:
+        entries = folder.glob("_numba_kernels.*.nbi") if folder.is_dir() else ()
+        return any(entry.stat().st_mtime >= source for entry in entries)
+    except OSError:  # an entry removed meanwhile by another process, a folder not readable
+        return True
 
 
 def _module() -> Any:
@@ -320,7 +325,7 @@ def _valid_range(offsets: range, step: int, out: int, before: int, size: int) ->
     and ``i·step + o - before < size``."""
     bounds = np.empty((2, len(offsets)), dtype=np.uint64)
     for t, o in enumerate(offsets):
-        lo = max(0, -((o - before) // step))  # ceil((before - o) / step)
+        lo = min(out, max(0, -((o - before) // step)))  # ceil((before - o) / step)
         hi = min(out, -((o - before - size) // step))  # ceil((before + size - o) / step)
         bounds[:, t] = (lo, max(lo, hi))
     return bounds

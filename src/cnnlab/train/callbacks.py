@@ -210,7 +210,7 @@ class AnnounceCompile(Callback):
 
     def before_fit(self, t: Trainer) -> None:
         print(
-            "cnnlab: compiling the numba kernels for this machine, once (about a minute; "
+            "cnnlab: compiling the numba kernels for this machine, once (under a minute; "
             "later runs load them in a second). CNNLAB_KERNELS=numpy runs without them.",
             file=self.stream or sys.stderr,
             flush=True,
