@@ -221,14 +221,18 @@ def conv2d_forward(
         for a in (0, 1)
     )
     shape = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    unpadded = x.nbytes >= kernels.UNPADDED_MIN_BYTES or not any(map(any, pads))
-    if unpadded and kernels.enabled() and x.size and w.size:
-        # compiled: the receptive fields read straight from x (the padding's zeros are
-        # never written), the bias added to each band of products while it is in cache
+    if kernels.enabled() and x.size and w.size:
+        # compiled: the bias added to each band of products while it is in cache. Inputs
+        # of UNPADDED_MIN_BYTES or more are read in place, the padding's zeros written by
+        # the receptive-field copy; smaller ones are padded first (the copy stays in cache)
+        unpadded = x.nbytes >= kernels.UNPADDED_MIN_BYTES
+        source = x if unpadded else pad2d(x, pads)
+        before = (pads[0][0], pads[1][0]) if unpadded else (0, 0)
         y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
-        before = (pads[0][0], pads[1][0])
-        kernels.correlate(x, w, stride, dilation, groups, y, bias=b, before=before)
-        cache = ConvCache(x, w, b is not None, shape, stride, pads, dilation, groups, padded=False)
+        kernels.correlate(source, w, stride, dilation, groups, y, bias=b, before=before)
+        cache = ConvCache(
+            source, w, b is not None, shape, stride, pads, dilation, groups, padded=not unpadded
+        )
         return y, cache
     x_padded = pad2d(x, pads)
     fields = None
@@ -237,13 +241,9 @@ def conv2d_forward(
     if keep_fields and oh * ow >= kernel[0] * kernel[1] and not kernels.enabled():
         if x.shape[1] * kernel[0] * kernel[1] * oh * ow * x.shape[0] * x.itemsize <= CHUNK_BYTES:
             fields = receptive_fields(x_padded, kernel, stride, dilation)
-    if kernels.enabled() and x.size and w.size:  # a small input: padded in cache first
-        y = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
-        kernels.correlate(x_padded, w, stride, dilation, groups, y, bias=b)
-    else:
-        y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+    y = correlate2d(x_padded, w, stride, dilation, groups, fields=fields)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
     return y, ConvCache(x_padded, w, b is not None, shape, stride, pads, dilation, groups, fields)
 
 
